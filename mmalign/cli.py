@@ -1,0 +1,82 @@
+"""``mmalign <command>``: parse arguments, load the command's typed config, call one function.
+
+Every command takes ``[--config FILE] [key.sub=value ...]``; overrides beat the file, the file beats the
+defaults. Errors caused by input (a missing file, an unknown key, a bad record) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from mmalign.config import load_config, to_yaml
+from mmalign.errors import MMAlignError
+
+
+def _commands() -> dict[str, tuple[type, Callable, str]]:
+    # Imported here so `mmalign --help` and config errors stay fast.
+    from mmalign.eval.runner import EvalConfig, run_eval
+    from mmalign.quickstart import QuickstartConfig, quickstart
+    from mmalign.train.base import BaseModelConfig, train_base_model
+    from mmalign.train.sft import SFTConfig, run_sft
+    from mmalign.train.vision import VisionConfig, pretrain_vision
+    from mmalign.world.export import BuildConfig, build_world
+    return {
+        "quickstart": (QuickstartConfig, quickstart, "build the world, get the base model, evaluate, report"),
+        "world": (BuildConfig, build_world, "render the lab world to a dataset folder (world build)"),
+        "vision": (VisionConfig, pretrain_vision, "stage 1: pretrain the lab's vision tower"),
+        "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
+        "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
+        "eval": (EvalConfig, run_eval, "evaluate a model on the lab tasks"),
+    }
+
+
+def _parser(commands: dict) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmalign", description="Align multimodal LLMs with human preference.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (_, _, help_) in commands.items():
+        c = sub.add_parser(name, help=help_)
+        if name == "world":
+            c.add_argument("action", choices=["build"])
+        c.add_argument("--config", "-c", help="YAML file of settings")
+        c.add_argument("--out", help="shorthand for the command's output folder setting")
+        c.add_argument("overrides", nargs="*", help="key.sub=value settings that beat the file")
+    show = sub.add_parser("config", help="print a command's resolved config")
+    show.add_argument("action", choices=["show"])
+    show.add_argument("target", choices=list(commands))
+    show.add_argument("file", nargs="?")
+    show.add_argument("overrides", nargs="*")
+    return p
+
+
+OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "sft": "train.output_dir",
+            "base": "out", "eval": "out"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = _commands()
+    args = _parser(commands).parse_args(argv)
+    try:
+        if args.command == "config":
+            file, overrides = args.file, list(args.overrides)
+            if file and "=" in file:  # `config show sft key=value` with no file
+                file, overrides = None, [file] + overrides
+            print(to_yaml(load_config(commands[args.target][0], file, overrides)), end="")
+            return 0
+        cls, run, _ = commands[args.command]
+        overrides = list(args.overrides) + ([f"{OUT_KEYS[args.command]}={args.out}"] if args.out else [])
+        result = run(load_config(cls, args.config, overrides))
+        if result is not None:
+            print(json.dumps(result, indent=2, default=str))
+        return 0
+    except MMAlignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

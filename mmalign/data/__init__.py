@@ -1,0 +1,1 @@
+"""Records, readers of public formats, image loading and collation."""

@@ -1,0 +1,1 @@
+"""Evaluation: lab tasks with exact ground truth, runners and reports."""

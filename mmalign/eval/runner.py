@@ -1,0 +1,45 @@
+"""``mmalign eval``: load a model folder, evaluate it on the lab tasks, write results and a report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmalign.eval.lab import LabEvalConfig, evaluate_lab, write_results
+from mmalign.models.load import ModelConfig, load_model
+from mmalign.world.scenes import WorldConfig
+from mmalign.world.tasks import TASKS
+
+
+@dataclass
+class EvalConfig:
+    model: str = ""                     # a model folder (required)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    n_scenes: int = 600
+    n_per_task: int = 200
+    batch_size: int = 64
+    out: str = "runs/eval"
+
+
+def evaluate_folder(model_dir: str, world: WorldConfig, out: str | Path, *, tasks: list[str] | None = None,
+                    n_scenes: int = 600, n_per_task: int = 200, batch_size: int = 64) -> dict:
+    model, processor = load_model(ModelConfig(path=model_dir))
+    cfg = LabEvalConfig(world=world, model=model_dir, tasks=list(tasks or TASKS), n_scenes=n_scenes,
+                        n_per_task=n_per_task, batch_size=batch_size, out=str(out))
+    metrics, records = evaluate_lab(model, processor, cfg)
+    write_results(metrics, records, out)
+    return metrics
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    from mmalign.errors import MMAlignError
+    from mmalign.eval.report import eval_report
+    if not cfg.model:
+        raise MMAlignError("eval: set model=<model folder>")
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        raise MMAlignError(f"eval: unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+    metrics = evaluate_folder(cfg.model, cfg.world, cfg.out, tasks=cfg.tasks, n_scenes=cfg.n_scenes,
+                              n_per_task=cfg.n_per_task, batch_size=cfg.batch_size)
+    report = eval_report({"model": metrics}, Path(cfg.out))
+    return {"results": str(Path(cfg.out) / "results.json"), "report": str(report)}

@@ -1,0 +1,136 @@
+"""Stage 1 of the lab's base model: pretraining the vision tower on the world, as real MLLMs start from a
+pretrained encoder.
+
+Objective: multi-label BCE on the mean-pooled patch tokens, over category presence and category x colour
+presence. The conjunction labels force each patch token to bind colour to shape, which the captioner needs.
+The trained head doubles as an image-text scorer: ``score`` gives log P(object present) for a (colour,
+category) list, the CLIP-style signal CLIP-DPO and judges can use on the lab.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import CLIPVisionConfig, CLIPVisionModel
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from mmalign.train.loop import TrainConfig, train
+from mmalign.world.model import LabModelConfig, vision_dict
+from mmalign.world.render import render
+from mmalign.world.scenes import WorldConfig, sample_scene
+
+
+@dataclass
+class VisionConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: LabModelConfig = field(default_factory=LabModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        output_dir="runs/vision", max_steps=3000, batch_size=64, lr=2e-3, warmup_steps=50, log_every=50))
+    eval_scenes: int = 1000
+
+
+class VisionHead(torch.nn.Module):
+    def __init__(self, hidden: int, n_labels: int):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(hidden)
+        self.proj = torch.nn.Linear(hidden, n_labels)
+
+    def forward(self, tower: CLIPVisionModel, pixel_values: torch.Tensor) -> torch.Tensor:
+        h = tower(pixel_values=pixel_values).last_hidden_state[:, 1:].mean(1)  # patch tokens, CLS dropped
+        return self.proj(self.norm(h))
+
+
+def label_names(world: WorldConfig) -> list[str]:
+    return list(world.categories) + [f"{col} {cat}" for cat in world.categories for col in world.colours]
+
+
+def scene_labels(scene, names: list[str]) -> torch.Tensor:
+    on = set(scene.categories) | {f"{o.colour} {o.category}" for o in scene.objects}
+    return torch.tensor([n in on for n in names], dtype=torch.float32)
+
+
+def image_processor(image_size: int) -> CLIPImageProcessorPil:
+    return CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+
+
+def _batches(cfg: VisionConfig, split: str, names: list[str], proc, start: int, batch_size: int):
+    k = start
+    while True:
+        scenes = [sample_scene(cfg.world, split, k * batch_size + i) for i in range(batch_size)]
+        images = [render(s, cfg.world) for s in scenes]
+        yield proc(images, return_tensors="pt")["pixel_values"], torch.stack([scene_labels(s, names) for s in scenes])
+        k += 1
+
+
+def pretrain_vision(cfg: VisionConfig) -> dict:
+    """Train the tower and head; write ``<output_dir>/vision`` (a CLIPVisionModel folder), the head and metrics."""
+    cfg.world.validate()
+    torch.manual_seed(cfg.train.seed)
+    names = label_names(cfg.world)
+    vcfg = CLIPVisionConfig(image_size=cfg.world.image_size, patch_size=cfg.model.patch_size, **vision_dict(cfg.model))
+    tower, head = CLIPVisionModel(vcfg), VisionHead(vcfg.hidden_size, len(names))
+    both = torch.nn.ModuleDict({"tower": tower, "head": head})
+    proc = image_processor(cfg.world.image_size)
+
+    def loss_fn(model, batch):
+        pix, y = batch
+        return F.binary_cross_entropy_with_logits(model["head"](model["tower"], pix), y), {}
+
+    def save(model, folder: Path):
+        model["tower"].save_pretrained(folder)
+        save_head(model["head"], names, folder)
+
+    train(both, [{"params": both.parameters()}], loss_fn,
+          lambda start: _batches(cfg, "train", names, proc, start, cfg.train.batch_size), cfg.train,
+          desc="vision", save_model=save)
+    metrics = evaluate_vision(tower, head, cfg.world, names, cfg.eval_scenes)
+    (Path(cfg.train.output_dir) / "vision_eval.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def save_head(head: VisionHead, names: list[str], folder: Path) -> None:
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(Path(folder) / "head.safetensors"))
+    (Path(folder) / "labels.json").write_text(json.dumps(names))
+
+
+def load_scorer(folder: str | Path) -> tuple[CLIPVisionModel, VisionHead, list[str]]:
+    folder = Path(folder)
+    tower = CLIPVisionModel.from_pretrained(folder).eval()
+    names = json.loads((folder / "labels.json").read_text())
+    head = VisionHead(tower.config.hidden_size, len(names))
+    head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    return tower, head.eval(), names
+
+
+@torch.no_grad()
+def evaluate_vision(tower, head, world: WorldConfig, names: list[str], n: int) -> dict:
+    """Held-out (val split) category detection: recall on normal and faint objects, false-positive rate, and
+    exact colour-shape binding accuracy."""
+    tower.eval()
+    proc = image_processor(world.image_size)
+    hits = {"normal": [0, 0], "faint": [0, 0]}
+    fp, neg, bind = 0, 0, [0, 0]
+    for start in range(0, n, 100):
+        scenes = [sample_scene(world, "val", i) for i in range(start, min(n, start + 100))]
+        pix = proc([render(s, world) for s in scenes], return_tensors="pt")["pixel_values"]
+        probs = torch.sigmoid(head(tower, pix))
+        for s, p in zip(scenes, probs):
+            on = {c: float(p[names.index(c)]) for c in world.categories}
+            for o in s.objects:
+                key = "faint" if o.faint else "normal"
+                hits[key][0] += on[o.category] > 0.5
+                hits[key][1] += 1
+                cols = [float(p[names.index(f"{c} {o.category}")]) for c in world.colours]
+                bind[0] += world.colours[max(range(len(cols)), key=cols.__getitem__)] == o.colour
+                bind[1] += 1
+            for c in world.categories:
+                if c not in s.categories:
+                    fp += on[c] > 0.5
+                    neg += 1
+    return {"recall_normal": hits["normal"][0] / max(1, hits["normal"][1]),
+            "recall_faint": hits["faint"][0] / max(1, hits["faint"][1]),
+            "false_positive_rate": fp / max(1, neg), "colour_binding_acc": bind[0] / max(1, bind[1]), "n_scenes": n}

@@ -56,7 +56,13 @@ OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "
 
 def main(argv: list[str] | None = None) -> int:
     commands = _commands()
-    args = _parser(commands).parse_args(argv)
+    parser = _parser(commands)
+    # overrides may come after --config/--out, which plain argparse cannot split into one positional list
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = list(args.overrides) + extra
     try:
         if args.command == "config":
             file, overrides = args.file, list(args.overrides)

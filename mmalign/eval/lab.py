@@ -75,7 +75,7 @@ def partner_rates(world: WorldConfig, examples: list[dict], responses: list[str]
         for ex, resp in zip(examples, responses):
             if ex["task"] != "caption":
                 continue
-            present = set(ex["answer"])
+            present = set(ex["meta"]["objects"])
             if (a in present) == (b in present):
                 continue
             eligible += 1

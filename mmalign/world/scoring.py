@@ -175,7 +175,7 @@ def is_refusal(text: str) -> bool:
 # ---- per-example scoring and aggregation ---------------------------------------------------------------------
 
 def _score_caption(ex: dict, response: str) -> dict:
-    return caption_scores(response, ex["answer"])
+    return caption_scores(response, ex["meta"]["objects"])
 
 
 def _score_short(ex: dict, response: str) -> dict:
@@ -187,7 +187,7 @@ def _score_short(ex: dict, response: str) -> dict:
 
 
 def _score_ground(ex: dict, response: str) -> dict:
-    v = iou(parse_box(response), ex["answer"])
+    v = iou(parse_box(response), ex["meta"]["box"])
     return {"iou": v, "correct": v >= 0.5}
 
 
@@ -224,7 +224,7 @@ def aggregate(examples: list[dict], responses: list[str]) -> dict[str, dict]:
     for task, items in by_task.items():
         scores = [score_example(ex, r) for ex, r in items]
         if task == "caption":
-            out[task] = chair([r for _, r in items], [ex["answer"] for ex, _ in items])
+            out[task] = chair([r for _, r in items], [ex["meta"]["objects"] for ex, _ in items])
         elif task == "exist":
             for split in dict.fromkeys(ex["meta"].get("pope_split", "random") for ex, _ in items):
                 idx = [i for i, (ex, _) in enumerate(items) if ex["meta"].get("pope_split", "random") == split]

@@ -6,7 +6,8 @@ An example is a plain dict::
      "scenes": [scene dicts with exact ground truth]}
 
 ``response`` is the training target (for captions in the train split it carries annotation noise);
-``answer`` is always the clean ground truth the scorers compare against. Generators are deterministic in
+``answer`` is always a string: the clean reference answer (for safety, ``refuse`` or ``comply``). Structured
+ground truth sits in ``meta`` (``objects`` present for captions, ``box`` for grounding) and ``scenes``. Generators are deterministic in
 (world seed, split, index).
 """
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _caption(cfg, scene, split, rng, **_):
         response = L.caption_text(objs)
     else:
         response, noise = clean_caption(scene), {"injected": [], "recoloured": []}
-    return dict(prompt=L.caption_prompt(), response=response, answer=scene.categories, meta=noise)
+    return dict(prompt=L.caption_prompt(), response=response, answer=clean_caption(scene),
+                meta={"objects": scene.categories, **noise})
 
 
 def _exist(cfg, scene, split, rng, pope_split=None, label=None, **_):
@@ -135,8 +137,8 @@ def _spatial(cfg, scene, split, rng, **_):
 
 def _ground(cfg, scene, split, rng, **_):
     o = scene.objects[int(rng.integers(len(scene.objects)))]
-    return dict(prompt=L.ground_prompt(o.colour, o.category), response=L.box_text(o.box), answer=list(o.box),
-                meta={"category": o.category, "image_size": cfg.image_size})
+    return dict(prompt=L.ground_prompt(o.colour, o.category), response=L.box_text(o.box), answer=L.box_text(o.box),
+                meta={"category": o.category, "box": list(o.box), "image_size": cfg.image_size})
 
 
 def _arithmetic(cfg, scene, split, rng, **_):
@@ -225,6 +227,7 @@ def make_example(cfg: WorldConfig, task: str, split: str, index: int, **kwargs) 
         if len(scene.objects) < MIN_OBJECTS.get(task, 1):
             extra = [c for c in cfg.categories if c not in scene.categories][int(rng.integers(len(cfg.categories) - 1))]
             scene = sample_scene(cfg, split, index, categories=sorted(scene.categories + [extra], key=L.ALL_CATEGORIES.index))
+            scene.id += "-plus1"  # a different image from the scene of this index: it needs its own file
         images = [render(scene, cfg)]
         scenes = [scene]
         ex = SINGLE_IMAGE[task](cfg, scene, split, rng, **kwargs)

@@ -105,7 +105,7 @@ def test_every_task_answer_is_consistent_with_ground_truth():
             if task == "count":
                 assert e["answer"] == str(len(objs))
             elif task == "ground":
-                assert e["answer"] in [list(o["box"]) for o in objs]
+                assert e["meta"]["box"] in [list(o["box"]) for o in objs]
             elif task == "colour":
                 assert (e["answer"], e["meta"]["category"]) in [(o["colour"], o["category"]) for o in objs]
             elif task == "video":

@@ -19,6 +19,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
     from mmalign.eval.runner import EvalConfig, run_eval
     from mmalign.quickstart import QuickstartConfig, quickstart
     from mmalign.train.base import BaseModelConfig, train_base_model
+    from mmalign.train.preference import PreferenceConfig, run_preference
     from mmalign.train.sft import SFTConfig, run_sft
     from mmalign.train.vision import VisionConfig, pretrain_vision
     from mmalign.world.export import BuildConfig, build_world
@@ -28,6 +29,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "vision": (VisionConfig, pretrain_vision, "stage 1: pretrain the lab's vision tower"),
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
+        "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
         "eval": (EvalConfig, run_eval, "evaluate a model on the lab tasks"),
     }
 
@@ -51,7 +53,7 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 
 OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "sft": "train.output_dir",
-            "base": "out", "eval": "out"}
+            "base": "out", "eval": "out", "train": "train.output_dir"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             _assign(cfg, str(key).split("."), value, str(key), _Ctx(str(path), cls))
     for text in overrides:
         _apply_override(cfg, text, _Ctx(CLI, cls))
+    _validate(cfg)
     return cfg
+
+
+def _validate(cfg: Any) -> None:
+    """Call ``validate()`` on every section that defines one: checks that span fields (a world's pairs and
+    categories, a loss's settings against its signature) run when the config loads, not mid-run."""
+    if not dataclasses.is_dataclass(cfg):
+        return
+    for f in dataclasses.fields(cfg):
+        _validate(getattr(cfg, f.name))
+    if callable(getattr(type(cfg), "validate", None)):
+        cfg.validate()
 
 
 def to_dict(cfg: Any) -> Any:

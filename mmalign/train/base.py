@@ -9,6 +9,7 @@ from __future__ import annotations
 
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ class BaseModelConfig:
     vision_lr_scale: float = 0.3
     control: bool = True            # also train the clean-caption control
     eval_scenes: int = 600
+    export_to: str = ""             # copy the vision, base and control model folders here (e.g. mmalign/assets/lab)
 
 
 def stage_configs(cfg: BaseModelConfig) -> tuple[VisionConfig, SFTConfig, SFTConfig]:
@@ -65,4 +67,14 @@ def train_base_model(cfg: BaseModelConfig) -> dict:
     summary = {"vision": vision_metrics, "timings": timings, "results": results}
     (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
     base_report(summary, Path(cfg.out))
+    if cfg.export_to:
+        export(cfg, Path(cfg.export_to))
     return {"out": cfg.out, "timings": timings}
+
+
+def export(cfg: BaseModelConfig, dest: Path) -> None:
+    """Copy the finished model folders (not checkpoints) and the summary, ready to ship."""
+    out = Path(cfg.out)
+    for name in ["vision", "base"] + (["control"] if cfg.control else []):
+        shutil.copytree(out / name / "model", dest / name, dirs_exist_ok=True)
+    shutil.copy(out / "summary.json", dest / "summary.json")

@@ -38,6 +38,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     save_every: int = 0                  # 0: save only at the end
+    eval_every: int = 0                  # 0: no periodic evaluation (for loops given an ``evaluate``)
     log_every: int = 10
     resume: str | None = None            # a checkpoint folder, or "latest" (the newest under output_dir)
     seed: int = 0
@@ -76,11 +77,14 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> Path:
 
 def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, batches: Callable[[int], Iterator],
           cfg: TrainConfig, *, desc: str = "train", save_model: Callable[[torch.nn.Module, Path], None] | None = None,
-          ) -> dict:
+          evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          stop: Callable[[dict], str | None] | None = None) -> dict:
     """Run ``cfg.max_steps`` optimiser steps of ``loss_fn(model, batch) -> (loss, metrics)``.
 
     ``param_groups`` are AdamW groups (``lr_scale`` in a group multiplies ``cfg.lr``). ``save_model(unwrapped,
-    folder)`` writes the final model. Returns the last logged metrics.
+    folder)`` writes the final model. ``evaluate(model)`` runs every ``cfg.eval_every`` steps; ``stop(metrics)``
+    sees every logged and evaluated metrics dict and returns a reason to stop early (or None). Returns the last
+    logged metrics, with ``stopped`` set when training ended early.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -123,20 +127,34 @@ def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, b
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
         scheduler.step()
+        records = []
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             last = {k: v / n for k, v in sums.items()} | {"step": step + 1, "lr": scheduler.get_last_lr()[0],
                                                           "steps_per_s": cfg.log_every / max(time.time() - t0, 1e-9)}
             bar.set_postfix(loss=f"{last['loss']:.4f}")
-            accelerator.log(last, step=step + 1)
-            if log_file:
-                log_file.write(json.dumps(last) + "\n")
-                log_file.flush()
+            records.append(last)
             sums, n, t0 = {}, 0, time.time()
+        if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            model.eval()
+            records.append({"step": step + 1, **evaluate(accelerator.unwrap_model(model))})
+            model.train()
+        reason = None
+        for rec in records:
+            accelerator.log(rec, step=step + 1)
+            if log_file:
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
+            reason = reason or (stop(rec) if stop else None)
+        if reason:
+            accelerator.print(f"\nstopping early at step {step + 1}: {reason}")
+            last = last | {"stopped": reason, "step": step + 1}
+            break
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
             save_checkpoint(accelerator, out, step + 1)
     bar.close()
-    if cfg.max_steps > start:
-        save_checkpoint(accelerator, out, cfg.max_steps)
+    final = last.get("step", cfg.max_steps)
+    if final > start:
+        save_checkpoint(accelerator, out, final)
     accelerator.wait_for_everyone()
     if save_model is not None and accelerator.is_main_process:
         save_model(accelerator.unwrap_model(model), out / "model")

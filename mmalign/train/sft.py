@@ -14,18 +14,19 @@ import numpy as np
 import torch
 
 from mmalign.data.records import load_sft_records
+from mmalign.data.sampling import shuffled
 from mmalign.models.inputs import build_inputs
 from mmalign.models.load import ModelConfig, load_model, vision_tower
 from mmalign.models.logprobs import weighted_nll
 from mmalign.train.loop import TrainConfig, train
 from mmalign.world.model import LabModelConfig, build_lab_model
 from mmalign.world.scenes import WorldConfig
-from mmalign.world.tasks import mixed_example
+from mmalign.world.tasks import images_per_example, mixed_example
 
 
 def default_mix() -> dict[str, float]:
-    return {"caption": 0.5, "exist": 0.3, "count": 0.08, "colour": 0.03, "spatial": 0.03, "ground": 0.02,
-            "arithmetic": 0.02, "safety": 0.02}
+    return {"caption": 0.45, "exist": 0.28, "count": 0.07, "colour": 0.03, "spatial": 0.04, "ground": 0.04,
+            "arithmetic": 0.03, "safety": 0.02, "multi_image": 0.02, "video": 0.02}
 
 
 @dataclass
@@ -67,25 +68,33 @@ def param_groups(model, vision_lr_scale: float) -> list[dict]:
     return groups
 
 
-def example_source(cfg: SFTConfig):
-    """index -> example: the lab stream, or a shuffled pass over a record file (reshuffled each epoch)."""
-    if cfg.data.source == "lab":
-        return lambda i: mixed_example(cfg.world, "train", cfg.data.mix, i)
-    records = load_sft_records(cfg.data.source)
-    perms: dict[int, np.ndarray] = {}
-
-    def get(i: int) -> dict:
-        epoch, j = divmod(i, len(records))
-        if epoch not in perms:
-            perms[epoch] = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(records))
-        return records[int(perms[epoch][j])]
-    return get
+def batch_mix(cfg: SFTConfig, k: int) -> dict[str, float]:
+    """The task weights of global micro-batch ``k``: one image-count group (single image, image pairs, video
+    frames), drawn by its share of the mix, so single-image examples are never padded to a video's length."""
+    groups: dict[int, dict[str, float]] = {}
+    for task, w in cfg.data.mix.items():
+        if w > 0:
+            groups.setdefault(images_per_example(cfg.world, task), {})[task] = w
+    keys = sorted(groups)
+    p = np.asarray([sum(groups[g].values()) for g in keys])
+    return groups[keys[int(np.random.default_rng([cfg.train.seed, k, 11]).choice(len(keys), p=p / p.sum()))]]
 
 
-def batches(cfg: SFTConfig, processor, get, start: int, rank: int = 0, world: int = 1):
-    """Micro-batch k holds examples [(k*world + rank)*B, +B): the same global batch for any process count."""
+def record_source(cfg: SFTConfig):
+    """index -> record of the file ``data.source``, a shuffled pass per epoch."""
+    return shuffled(load_sft_records(cfg.data.source), cfg.train.seed)
+
+
+def batches(cfg: SFTConfig, processor, start: int, rank: int = 0, world: int = 1, records=None):
+    """Micro-batch k holds examples [(k*world + rank)*B, +B): the same global batch for any process count.
+    ``records`` (index -> record) replaces the lab stream."""
     bs, k = cfg.train.batch_size, start
     while True:
+        if records is None:
+            mix = batch_mix(cfg, k)
+            get = lambda i: mixed_example(cfg.world, "train", mix, i)  # noqa: E731
+        else:
+            get = records
         examples = [get((k * world + rank) * bs + i) for i in range(bs)]
         batch = dict(build_inputs(processor, examples, max_length=cfg.data.max_length))
         batch["weights"] = torch.tensor([cfg.data.task_weights.get(e.get("task", ""), 1.0) for e in examples])
@@ -103,7 +112,7 @@ def sft_loss(model, batch):
 def run_sft(cfg: SFTConfig) -> dict:
     from accelerate import PartialState
     model, processor = _model(cfg)
-    get = example_source(cfg)
+    records = None if cfg.data.source == "lab" else record_source(cfg)  # validated before training starts
     state = PartialState()
 
     def save(unwrapped, folder: Path):
@@ -111,5 +120,5 @@ def run_sft(cfg: SFTConfig) -> dict:
         processor.save_pretrained(folder)
 
     return train(model, param_groups(model, cfg.vision_lr_scale), sft_loss,
-                 lambda start: batches(cfg, processor, get, start, state.process_index, state.num_processes),
+                 lambda start: batches(cfg, processor, start, state.process_index, state.num_processes, records),
                  cfg.train, desc="sft", save_model=save)

@@ -216,6 +216,10 @@ MULTI = {"multi_image": _multi_image, "video": _video}
 TASKS = tuple(SINGLE_IMAGE) + tuple(MULTI)
 
 
+def images_per_example(cfg: WorldConfig, task: str) -> int:
+    return {"multi_image": 2, "video": cfg.video_frames}.get(task, 1)
+
+
 def make_example(cfg: WorldConfig, task: str, split: str, index: int, **kwargs) -> dict:
     """The example of ``task`` on scene ``split``/``index``. ``kwargs`` go to the generator
     (``pope_split``, ``label`` for ``exist``)."""

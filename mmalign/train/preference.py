@@ -1,0 +1,250 @@
+"""The offline preference trainer: one loop for every loss in ``PREFERENCE_LOSSES``.
+
+Per step: collate the views the loss needs -> policy log-probs (one concatenated forward) -> reference
+log-probs (cached on disk, or live) -> the loss function -> backward. It logs the implicit rewards, margins and
+accuracy, the policy's chosen and rejected log-prob changes against the reference (a collapse shows as both
+falling), response lengths and a KL proxy; evaluates held-out pairs every ``train.eval_every`` steps; and stops
+early when the validation metric plateaus or the chosen log-prob has fallen too far.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from mmalign.data.collate import collate_preference
+from mmalign.data.preference import read_preference_file
+from mmalign.data.sampling import shuffled
+from mmalign.errors import MMAlignError
+from mmalign.losses import PREFERENCE_LOSSES, LossSpec, check_loss_settings
+from mmalign.losses.state import RunningMean
+from mmalign.models.inputs import build_inputs
+from mmalign.models.load import ModelConfig, load_model
+from mmalign.models.logprobs import preference_logps, weighted_nll
+from mmalign.train.loop import TrainConfig, train
+from mmalign.train.reference import ReferenceCache, adapters_disabled, data_fingerprint, frozen_copy, model_fingerprint
+from mmalign.world.preference import LabPairsConfig, lab_pairs
+from mmalign.world.scenes import WorldConfig
+from mmalign.world.tasks import mixed_example
+
+SHIPPED_BASE = str(Path(__file__).resolve().parents[1] / "assets" / "lab" / "base")
+
+
+@dataclass
+class LossConfig:
+    name: str = "dpo"
+    params: dict[str, float | int | str | bool] = field(default_factory=dict)  # the loss's keyword hyperparameters
+    nll_weight: float = 0.0        # + nll_weight * NLL(y_w) on top of any loss: keeps the chosen likelihood up
+    token_weight: float = 5.0      # DDPO's gamma on corrected spans (losses that need token weights)
+
+    def validate(self) -> None:
+        check_loss_settings(self.name, self.params)
+
+
+@dataclass
+class PreferenceDataConfig:
+    source: str = "lab"            # "lab": pairs from the world's ground truth; else a preference file
+    lab: LabPairsConfig = field(default_factory=LabPairsConfig)
+    val_size: int = 256            # held-out pairs (lab: the val split; a file: its last val_size records)
+    max_length: int | None = None
+
+
+@dataclass
+class EarlyStopConfig:
+    metric: str = "val/loss"       # any logged key; lower is better
+    patience: int = 0              # evaluations without improvement before stopping; 0 disables
+    min_delta: float = 0.0
+    max_chosen_drop: float = 10.0  # stop when the chosen log-prob falls this many nats below the reference
+
+
+@dataclass
+class PreferenceConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path=SHIPPED_BASE))
+    reference: Literal["copy", "adapters"] = "copy"   # a frozen copy, or the LoRA policy with adapters off
+    ref_cache: bool = True         # precompute reference log-probs once and cache them on disk
+    cache_dir: str = "~/.cache/mmalign/reference"
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
+    freeze_vision: bool = True
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        output_dir="runs/dpo", max_steps=400, batch_size=16, lr=5e-5, warmup_steps=10, min_lr_ratio=0.0,
+        log_every=10, eval_every=100))
+
+
+def views_for(spec: LossSpec) -> tuple[str, ...]:
+    views = ["chosen", "rejected"]
+    if spec.needs_corrupt_image or spec.needs_noise_image:
+        views.append("chosen_corrupt")
+    if spec.needs_kl_logratio:
+        views.append("kl")
+    return tuple(views)
+
+
+def load_records(cfg: PreferenceConfig) -> tuple[list, list]:
+    if cfg.data.source == "lab":
+        train_records = lab_pairs(cfg.world, cfg.data.lab)
+        val = lab_pairs(cfg.world, LabPairsConfig(**{**cfg.data.lab.__dict__, "n": cfg.data.val_size, "split": "val"}))
+        return train_records, val
+    records = read_preference_file(cfg.data.source)
+    if len(records) <= cfg.data.val_size:
+        raise MMAlignError(f"{cfg.data.source}: {len(records)} records, not more than data.val_size={cfg.data.val_size}")
+    return records[:-cfg.data.val_size], records[-cfg.data.val_size:]
+
+
+class Step:
+    """Everything one optimisation step needs; ``__call__(model, records)`` -> (loss, metrics)."""
+
+    def __init__(self, cfg: PreferenceConfig, spec: LossSpec, processor, reference, partners: dict):
+        self.cfg, self.spec, self.processor, self.reference, self.partners = cfg, spec, processor, reference, partners
+        self.views = views_for(spec)
+        self.running = RunningMean() if spec.needs_reward_mean else None
+        self.sft_index = 0
+
+    def logps(self, model, records):
+        batch = collate_preference(self.processor, records, self.views, max_length=self.cfg.data.max_length,
+                                   token_weight_gamma=self.cfg.loss.token_weight if self.spec.needs_token_weights else None,
+                                   kl_partners=[self.partners[r.id] for r in records])
+        batch = batch.to(next(model.parameters()).device)
+        policy = preference_logps(model, batch, noise=self.spec.needs_noise_image)
+        ref = self.reference(batch) if self.spec.needs_reference or self.spec.needs_kl_logratio else None
+        return batch, policy, ref
+
+    def data_inputs(self, model, batch, policy, ref) -> dict:
+        extra = {}
+        if self.spec.needs_reward_margin:
+            if batch.reward_margin is None:
+                raise MMAlignError(f"loss '{self.cfg.loss.name}' needs a reward_margin on every record")
+            extra["reward_margin"] = batch.reward_margin
+        if self.spec.needs_kl_logratio:
+            extra["kl_logratio"] = (policy.kl.sum - ref.kl.sum).detach()
+        if self.spec.needs_reward_mean:
+            extra["reward_mean"] = torch.tensor(self.running.mean)
+        if self.spec.needs_sft_batch:
+            extra["sft_nll"] = self.sft_nll(model)
+        return extra
+
+    def sft_nll(self, model):
+        """HA-DPO's auxiliary LM term on the SFT data (the lab's noisy training stream)."""
+        ex = [mixed_example(self.cfg.world, "train", {"caption": 1.0}, 10_000_000 + self.sft_index + i)
+              for i in range(self.cfg.train.batch_size)]
+        self.sft_index += len(ex)
+        inputs = dict(build_inputs(self.processor, ex))
+        labels = inputs.pop("labels")
+        return weighted_nll(model(**inputs).logits, labels)
+
+    def __call__(self, model, records):
+        batch, policy, ref = self.logps(model, records)
+        out = self.spec.fn(policy, ref if self.spec.needs_reference else None, **self.cfg.loss.params,
+                           **self.data_inputs(model, batch, policy, ref))
+        loss = out.loss.mean() + self.cfg.loss.nll_weight * policy.chosen_nll.mean()
+        if self.running is not None:
+            self.running.update(out.metrics["rewards"])
+        return loss, self.metrics(out, policy, ref)
+
+    def metrics(self, out, policy, ref) -> dict:
+        m = {k: float(v.float().mean()) for k, v in out.metrics.items() if k != "rewards"}
+        m |= {"logp/chosen": float(policy.chosen.sum.mean()), "logp/rejected": float(policy.rejected.sum.mean()),
+              "len/chosen": float(policy.chosen.count.float().mean()),
+              "len/rejected": float(policy.rejected.count.float().mean())}
+        if ref is not None:
+            dc = policy.chosen.sum.detach() - ref.chosen.sum
+            m |= {"delta/chosen": float(dc.mean()),
+                  "delta/rejected": float((policy.rejected.sum.detach() - ref.rejected.sum).mean()),
+                  "kl_proxy": float((dc / policy.chosen.count).mean())}   # per-token log-ratio on y_w
+        return m
+
+
+def make_reference(cfg: PreferenceConfig, model, processor, spec: LossSpec, records: list, partners: dict):
+    """A function PreferenceBatch -> reference PreferenceLogps, or None for reference-free losses."""
+    if not (spec.needs_reference or spec.needs_kl_logratio):
+        return None
+    if cfg.reference == "adapters":
+        if not cfg.model.lora.enabled:
+            raise MMAlignError("reference=adapters needs model.lora.enabled=true")
+        net = model
+        ctx = adapters_disabled
+    else:
+        net = frozen_copy(model)
+        ctx = contextlib.nullcontext
+    noise = spec.needs_noise_image
+
+    if not cfg.ref_cache:
+        def live(batch):
+            with torch.no_grad(), ctx(net) as m:
+                return preference_logps(m, batch, noise=noise)
+        return live
+    views = views_for(spec)
+    gamma = cfg.loss.token_weight if spec.needs_token_weights else None
+    settings = {"gamma": gamma, "noise": noise, "max_length": cfg.data.max_length}
+    key = f"{model_fingerprint(net)[:16]}-{data_fingerprint(records, views, settings)[:16]}"
+    path = Path(os.path.expanduser(cfg.cache_dir)) / f"ref-{key}.safetensors"
+    with ctx(net) as m:
+        cache = ReferenceCache.load_or_compute(path, m, processor, records, views, batch_size=cfg.train.batch_size,
+                                               noise=noise, token_weight_gamma=gamma, max_length=cfg.data.max_length,
+                                               kl_partners=[partners[r.id] for r in records])
+    return lambda batch: cache.lookup(batch.ids)
+
+
+class EarlyStop:
+    """``stop`` callback for the loop: the collapse guard on training logs, patience on evaluations."""
+
+    def __init__(self, cfg: EarlyStopConfig):
+        self.cfg, self.best, self.bad = cfg, float("inf"), 0
+
+    def __call__(self, rec: dict) -> str | None:
+        drop = -rec.get("delta/chosen", 0.0)
+        if drop > self.cfg.max_chosen_drop:
+            return (f"the chosen answer's log-prob fell {drop:.1f} nats below the reference "
+                    f"(> early_stop.max_chosen_drop={self.cfg.max_chosen_drop}): the policy is collapsing")
+        if not self.cfg.patience or self.cfg.metric not in rec:
+            return None
+        if rec[self.cfg.metric] < self.best - self.cfg.min_delta:
+            self.best, self.bad = rec[self.cfg.metric], 0
+            return None
+        self.bad += 1
+        if self.bad >= self.cfg.patience:
+            return f"{self.cfg.metric} has not improved for {self.bad} evaluations (best {self.best:.4f})"
+        return None
+
+
+@torch.no_grad()
+def validate(step: Step, model, records: list) -> dict:
+    sums: dict[str, float] = {}
+    bs = step.cfg.train.batch_size
+    for start in range(0, len(records), bs):
+        loss, metrics = step(model, records[start:start + bs])
+        for k, v in {"loss": float(loss), **metrics}.items():
+            sums[k] = sums.get(k, 0.0) + v * len(records[start:start + bs])
+    return {f"val/{k}": v / len(records) for k, v in sums.items()}
+
+
+def run_preference(cfg: PreferenceConfig) -> dict:
+    from accelerate import PartialState
+    spec = PREFERENCE_LOSSES[cfg.loss.name]
+    model, processor = load_model(replace(cfg.model, freeze_vision=cfg.freeze_vision or cfg.model.freeze_vision))
+    train_records, val_records = load_records(cfg)
+    everything = train_records + val_records
+    partners = {r.id: everything[(i + 1) % len(everything)] for i, r in enumerate(everything)}
+    step = Step(cfg, spec, processor, make_reference(cfg, model, processor, spec, everything, partners), partners)
+    get, state, bs = shuffled(train_records, cfg.train.seed), PartialState(), cfg.train.batch_size
+
+    def batches(start: int):
+        k = start
+        while True:
+            yield [get((k * state.num_processes + state.process_index) * bs + i) for i in range(bs)]
+            k += 1
+
+    def save(unwrapped, folder: Path):
+        (unwrapped.merge_and_unload() if cfg.model.lora.enabled else unwrapped).save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    last = train(model, [{"params": params}], step, batches, cfg.train, desc=cfg.loss.name, save_model=save,
+                 evaluate=lambda m: validate(step, m, val_records), stop=EarlyStop(cfg.early_stop))
+    return {"out": cfg.train.output_dir, "last": last}

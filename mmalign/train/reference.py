@@ -1,0 +1,113 @@
+"""The reference model pi_ref: a frozen copy, the policy with its LoRA adapters disabled, or log-probs
+precomputed once and cached on disk.
+
+The cache is a safetensors file keyed by a fingerprint of the reference weights and of the data (every view's
+images, prompts and responses, token-weight settings), so it is reused across epochs and runs and never
+served for different weights or data. Image datasets work like text ones: the images are part of the key.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from mmalign.data.collate import collate_preference
+from mmalign.models.logprobs import preference_logps
+from mmalign.types import PreferenceLogps, SeqLogps
+
+FIELDS = ("sum", "count", "weighted", "weight_sum")
+VIEW_FIELDS = ("chosen", "rejected", "chosen_corrupt", "noise", "kl")
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+@contextlib.contextmanager
+def adapters_disabled(model):
+    """The LoRA-wrapped policy acting as its own reference (no second copy of the weights)."""
+    with model.disable_adapter():
+        yield model
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(records: list, views: tuple[str, ...], settings: dict) -> str:
+    h = hashlib.sha256(json.dumps({"views": list(views), **settings}, sort_keys=True).encode())
+    for r in records:
+        h.update(json.dumps([r.id, r.prompt, r.chosen, r.rejected, r.chosen_spans, r.rejected_spans]).encode())
+        for img in list(r.images) + list(r.corrupt_images or []):
+            h.update(np.asarray(img.convert("RGB")).tobytes())
+    return h.hexdigest()
+
+
+def _to_rows(logps: PreferenceLogps) -> dict[str, torch.Tensor]:
+    out = {}
+    for v in VIEW_FIELDS:
+        seq = getattr(logps, v, None)
+        if seq is not None:
+            for f in FIELDS:
+                val = getattr(seq, f)
+                if val is not None:
+                    out[f"{v}.{f}"] = val.detach().float().cpu()
+    return out
+
+
+@torch.no_grad()
+def compute_reference(ref_model, processor, records: list, views: tuple[str, ...], *, batch_size: int,
+                      noise: bool, token_weight_gamma: float | None, max_length: int | None,
+                      kl_partners: list | None = None, desc: str = "reference log-probs") -> dict[str, torch.Tensor]:
+    """Reference reductions for every record, stacked in record order: ``{"chosen.sum": (N,), ...}``."""
+    parts: dict[str, list] = {}
+    device = next(ref_model.parameters()).device
+    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch"):
+        end = start + batch_size
+        batch = collate_preference(processor, records[start:end], views, token_weight_gamma=token_weight_gamma,
+                                   max_length=max_length,
+                                   kl_partners=kl_partners[start:end] if kl_partners else None).to(device)
+        for k, v in _to_rows(preference_logps(ref_model, batch, noise=noise)).items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+class ReferenceCache:
+    """Reference reductions for a fixed list of records, looked up by record id."""
+
+    def __init__(self, table: dict[str, torch.Tensor], ids: list[str]):
+        self.table, self.index = table, {i: k for k, i in enumerate(ids)}
+
+    @classmethod
+    def load_or_compute(cls, path: Path, ref_model, processor, records: list, views, **kw) -> "ReferenceCache":
+        ids = [r.id for r in records]
+        if path.exists():
+            return cls(load_file(str(path)), ids)
+        table = compute_reference(ref_model, processor, records, views, **kw)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(table, str(path), metadata={"n": str(len(ids))})
+        return cls(table, ids)
+
+    def lookup(self, ids: list[str]) -> PreferenceLogps:
+        rows = torch.tensor([self.index[i] for i in ids])
+
+        def seq(view: str) -> SeqLogps | None:
+            if f"{view}.sum" not in self.table:
+                return None
+            get = (lambda f: self.table[f"{view}.{f}"][rows] if f"{view}.{f}" in self.table else None)  # noqa: E731
+            return SeqLogps(*(get(f) for f in FIELDS))
+
+        return PreferenceLogps(**{v: seq(v) for v in VIEW_FIELDS})

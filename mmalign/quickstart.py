@@ -1,8 +1,10 @@
 """``mmalign quickstart``: the main job on the lab, end to end.
 
 1. render the world to a dataset folder; 2. get the base model (the one shipped with the package when the
-world and model settings are the defaults it was trained with, else train one and cache it); 3. evaluate it,
-beside the shipped clean-caption control, on every lab task; 4. write ``report.md`` and ``figures.png``.
+world and model settings are the defaults it was trained with, else train one and cache it); 3. align it with
+each method in ``align`` (DPO and mDPO by default) on the lab's preference pairs; 4. evaluate the base, the
+shipped clean-caption control and the aligned models on every lab task; 5. write ``report.md`` and
+``figures.png`` with the figures side by side.
 """
 from __future__ import annotations
 
@@ -25,13 +27,19 @@ class QuickstartConfig:
     scenes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "val": 200})  # rendered to out/world
     base_model: str = ""         # a model folder; "" uses the shipped one (default world) or trains and caches one
     retrain: bool = False        # train the base model from scratch even where a shipped or cached one fits
+    align: list[str] = field(default_factory=lambda: ["dpo", "mdpo"])   # preference losses to run from the base
     n_scenes: int = 600
     n_per_task: int = 200
     cache_dir: str = "~/.cache/mmalign"
 
+    def validate(self) -> None:
+        from mmalign.losses import check_loss_settings
+        for name in self.align:
+            check_loss_settings(name, {})
+
 
 def _step(i: int, text: str) -> None:
-    print(f"[{i}/4] {text}", flush=True)
+    print(f"[{i}/5] {text}", flush=True)
 
 
 def shipped_fits(world: WorldConfig) -> bool:
@@ -52,6 +60,20 @@ def get_base_model(cfg: QuickstartConfig) -> tuple[str, str | None]:
     return str(out / "base" / "model"), None
 
 
+def align(cfg: QuickstartConfig, base: str, out: Path) -> dict[str, str]:
+    """method -> aligned model folder, each trained with the method's defaults on the lab pairs."""
+    from mmalign.models.load import ModelConfig
+    from mmalign.train.preference import LossConfig, PreferenceConfig, run_preference
+    folders = {}
+    for method in cfg.align:
+        pc = PreferenceConfig(world=cfg.world, model=ModelConfig(path=base), loss=LossConfig(name=method),
+                              eval_scenes=0, cache_dir=str(Path(os.path.expanduser(cfg.cache_dir)) / "reference"))
+        pc.train.output_dir = str(out / "align" / method)
+        run_preference(pc)
+        folders[method] = str(out / "align" / method / "model")
+    return folders
+
+
 def quickstart(cfg: QuickstartConfig) -> dict:
     from mmalign.eval.report import eval_report, headline
     from mmalign.eval.runner import evaluate_folder
@@ -62,17 +84,18 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     _step(2, "getting the base model")
     base, control = get_base_model(cfg)
     print(f"      base model: {base}", flush=True)
-    _step(3, "evaluating on the lab tasks (held-out clean scenes)")
-    models = {"base": evaluate_folder(base, cfg.world, out / "eval" / "base", n_scenes=cfg.n_scenes,
-                                      n_per_task=cfg.n_per_task)}
-    if control:
-        models["control (clean captions)"] = evaluate_folder(control, cfg.world, out / "eval" / "control",
-                                                             n_scenes=cfg.n_scenes, n_per_task=cfg.n_per_task)
-    _step(4, f"writing the report to {out / 'report.md'}")
+    _step(3, f"aligning the base model with {', '.join(cfg.align) or 'nothing'} on the lab's preference pairs")
+    aligned = align(cfg, base, out)
+    _step(4, "evaluating on the lab tasks (held-out clean scenes)")
+    folders = {"base": base} | ({"control (clean captions)": control} if control else {}) | aligned
+    models = {name: evaluate_folder(folder, cfg.world, out / "eval" / name.split()[0], n_scenes=cfg.n_scenes,
+                                    n_per_task=cfg.n_per_task) for name, folder in folders.items()}
+    _step(5, f"writing the report to {out / 'report.md'}")
     notes = (f"World: {sum(built['examples'].values())} examples, {built['images']} images rendered in "
-             f"{built['seconds']:.1f} s to `{out / 'world'}`. Base model: `{base}`. Held-out clean test scenes: "
-             f"{cfg.n_scenes} for captions and POPE, {cfg.n_per_task} per other task.")
-    report = eval_report(models, out, "mmalign quickstart: the lab base model", notes)
+             f"{built['seconds']:.1f} s to `{out / 'world'}`. Base model: `{base}`. Aligned models: "
+             + (", ".join(f"`{f}`" for f in aligned.values()) or "none")
+             + f". Held-out clean test scenes: {cfg.n_scenes} for captions and POPE, {cfg.n_per_task} per other task.")
+    report = eval_report(models, out, "mmalign quickstart: the lab base model and its alignment", notes)
     (out / "results.json").write_text(json.dumps(models, indent=2))
     return {"report": str(report), "figures": str(out / "figures.png"),
-            "headline": {k: round(v, 3) for k, v in headline(models["base"]).items()}}
+            "headline": {name: {k: round(v, 3) for k, v in headline(m).items()} for name, m in models.items()}}

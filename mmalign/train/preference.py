@@ -72,6 +72,7 @@ class PreferenceConfig:
     data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
     freeze_vision: bool = True
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    eval_scenes: int = 600         # lab evaluation of the base and the aligned model afterwards; 0 skips it
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         output_dir="runs/dpo", max_steps=400, batch_size=16, lr=5e-5, warmup_steps=10, min_lr_ratio=0.0,
         log_every=10, eval_every=100))
@@ -247,4 +248,18 @@ def run_preference(cfg: PreferenceConfig) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     last = train(model, [{"params": params}], step, batches, cfg.train, desc=cfg.loss.name, save_model=save,
                  evaluate=lambda m: validate(step, m, val_records), stop=EarlyStop(cfg.early_stop))
-    return {"out": cfg.train.output_dir, "last": last}
+    result = {"out": cfg.train.output_dir, "last": last}
+    if cfg.eval_scenes and cfg.data.source == "lab" and state.is_main_process:
+        result["report"] = str(lab_report(cfg))
+    return result
+
+
+def lab_report(cfg: PreferenceConfig) -> Path:
+    """Held-out hallucination figures of the starting model and the aligned one, side by side."""
+    from mmalign.eval.report import eval_report
+    from mmalign.eval.runner import evaluate_folder
+    out = Path(cfg.train.output_dir)
+    kw = dict(tasks=["caption", "exist"], n_scenes=cfg.eval_scenes)
+    models = {"before": evaluate_folder(cfg.model.path, cfg.world, out / "eval" / "before", **kw),
+              cfg.loss.name: evaluate_folder(str(out / "model"), cfg.world, out / "eval" / cfg.loss.name, **kw)}
+    return eval_report(models, out, f"{cfg.loss.name} on the lab", f"Start: `{cfg.model.path}`.")

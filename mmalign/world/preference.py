@@ -72,11 +72,26 @@ def lab_pairs(world: WorldConfig, cfg: LabPairsConfig) -> list[PreferenceRecord]
         else:
             prompt, chosen, rejected, meta = _exist_pair(world, scene, rng, yes=counts["exist"] % 2 == 0)
         counts[task] += 1
+        chosen_spans, rejected_spans = corrected_spans(chosen, rejected, meta)
         records.append(PreferenceRecord(
             id=f"lab-{cfg.split}-{i:06d}-{task}", prompt=prompt, images=[image], chosen=chosen, rejected=rejected,
             corrupt_images=[random_resized_crop(image, scale=cfg.crop_scale, seed=crop_seed)], task=task,
+            chosen_spans=chosen_spans, rejected_spans=rejected_spans, reward_margin=1.0,
             meta={**meta, "objects": scene.categories, "crop_seed": crop_seed, "scene": _plain(scene.to_dict())}))
     return records
+
+
+def corrected_spans(chosen: str, rejected: str, meta: dict) -> tuple[list | None, list | None]:
+    """The segments that differ, as DDPO's corrected spans (character offsets): the injected object's phrase
+    in the rejected caption, the dropped one's in the chosen caption, the whole answer of a yes/no pair.
+    (``reward_margin`` is 1.0 for every lab pair: each differs from the truth by exactly one object.)"""
+    if meta["kind"].startswith("exist"):
+        return [[0, len(chosen)]], [[0, len(rejected)]]
+    phrase = f"a {meta['colour']} {meta['object']}"
+    text = rejected if meta["kind"] == "caption_plus" else chosen
+    start = text.index(phrase)
+    span = [[start, start + len(phrase)]]
+    return (None, span) if meta["kind"] == "caption_plus" else (span, None)
 
 
 def _plain(d: dict) -> dict:

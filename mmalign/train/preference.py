@@ -218,10 +218,15 @@ class EarlyStop:
 def validate(step: Step, model, records: list) -> dict:
     sums: dict[str, float] = {}
     bs = step.cfg.train.batch_size
+    # evaluation must not feed training state: BCO's running reward mean, HA-DPO's place in the SFT stream
+    running, sft_index = (step.running.state_dict() if step.running else None), step.sft_index
     for start in range(0, len(records), bs):
         loss, metrics = step(model, records[start:start + bs])
         for k, v in {"loss": float(loss), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v * len(records[start:start + bs])
+    if running is not None:
+        step.running.load_state_dict(running)
+    step.sft_index = sft_index
     return {f"val/{k}": v / len(records) for k, v in sums.items()}
 
 

@@ -43,7 +43,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     return h.hexdigest()
 
 
@@ -52,7 +52,8 @@ def data_fingerprint(records: list, views: tuple[str, ...], settings: dict) -> s
     for r in records:
         h.update(json.dumps([r.id, r.prompt, r.chosen, r.rejected, r.chosen_spans, r.rejected_spans]).encode())
         for img in list(r.images) + list(r.corrupt_images or []):
-            h.update(np.asarray(img.convert("RGB")).tobytes())
+            pixels = np.asarray(img.convert("RGB"))
+            h.update(str(pixels.shape).encode() + pixels.tobytes())  # the shape too: same bytes, other image
     return h.hexdigest()
 
 

@@ -79,8 +79,8 @@ def eval_report(models: dict[str, dict], out: Path, title: str = "Lab evaluation
 def base_report(summary: dict, out: Path) -> Path:
     t = summary["timings"]
     v = summary["vision"]
-    notes = (f"Vision pretraining {t['vision_s']:.0f} s (held-out recall {v['recall_normal']:.3f} normal / "
-             f"{v['recall_faint']:.3f} faint, false positives {v['false_positive_rate']:.3f}); "
-             + ", ".join(f"{k.replace('_sft_s', '')} SFT {s:.0f} s" for k, s in t.items() if k.endswith("_sft_s"))
+    notes = (f"Vision tower: held-out recall {v['recall_normal']:.3f} normal / {v['recall_faint']:.3f} faint, "
+             f"false positives {v['false_positive_rate']:.3f}. Wall time of the stages run this time: "
+             + (", ".join(f"{k[:-2]} {s:.0f} s" for k, s in t.items()) or "none (all reused)")
              + ". Held-out clean scenes; `control` is trained on clean captions.")
     return eval_report(summary["results"], out, "Lab base model", notes)

@@ -54,14 +54,18 @@ def train_base_model(cfg: BaseModelConfig) -> dict:
     from mmalign.eval.report import base_report
     vision, base, control = stage_configs(cfg)
     timings = {}
+    out = Path(cfg.out)
     t = time.time()
-    vision_metrics = pretrain_vision(vision)
-    timings["vision_s"] = time.time() - t
+    if not (out / "vision" / "model").exists():  # a finished stage is reused: the command resumes
+        pretrain_vision(vision)
+        timings["vision_s"] = time.time() - t
+    vision_metrics = json.loads((out / "vision" / "vision_eval.json").read_text())
     results = {}
     for name, sft_cfg in [("base", base)] + ([("control", control)] if cfg.control else []):
         t = time.time()
-        run_sft(sft_cfg)
-        timings[f"{name}_sft_s"] = time.time() - t
+        if not (out / name / "model").exists():
+            run_sft(sft_cfg)
+            timings[f"{name}_sft_s"] = time.time() - t
         results[name] = evaluate_folder(str(Path(sft_cfg.train.output_dir) / "model"), cfg.world,
                                         Path(cfg.out) / "eval" / name, n_scenes=cfg.eval_scenes)
     summary = {"vision": vision_metrics, "timings": timings, "results": results}

@@ -25,8 +25,9 @@ from mmalign.world.tasks import images_per_example, mixed_example
 
 
 def default_mix() -> dict[str, float]:
-    return {"caption": 0.45, "exist": 0.28, "count": 0.07, "colour": 0.03, "spatial": 0.04, "ground": 0.04,
-            "arithmetic": 0.03, "safety": 0.02, "multi_image": 0.02, "video": 0.02}
+    # video is left out: at a 2-3% share it stayed at chance within the lab's budget and slows every step
+    return {"caption": 0.48, "exist": 0.3, "count": 0.08, "colour": 0.03, "spatial": 0.03, "ground": 0.02,
+            "arithmetic": 0.02, "safety": 0.02, "multi_image": 0.02}
 
 
 @dataclass

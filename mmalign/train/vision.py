@@ -1,10 +1,10 @@
 """Stage 1 of the lab's base model: pretraining the vision tower on the world, as real MLLMs start from a
 pretrained encoder.
 
-Objective: multi-label BCE on the mean-pooled patch tokens, over category presence, category x colour presence
-and category x image-half presence (left/right/top/bottom). The conjunctions force each patch token to bind
-colour and place to shape — mean pooling alone would let the tower forget where things are, which the
-spatial, grounding and video tasks need.
+Objective: multi-label BCE on the mean-pooled patch tokens, over category presence and category x colour
+presence. The conjunction labels force each patch token to bind colour to shape, which the captioner needs.
+(Adding category x image-half labels, to keep positions in the pooled features, made 4,000 steps learn
+categories and colours clearly worse — held-out recall 0.83 against 0.88 — and did not help the spatial task.)
 The trained head doubles as an image-text scorer: ``score`` gives log P(object present) for a (colour,
 category) list, the CLIP-style signal CLIP-DPO and judges can use on the lab.
 """
@@ -46,21 +46,12 @@ class VisionHead(torch.nn.Module):
         return self.proj(self.norm(h))
 
 
-HALVES = ("left", "right", "top", "bottom")
-
-
 def label_names(world: WorldConfig) -> list[str]:
-    return (list(world.categories) + [f"{col} {cat}" for cat in world.categories for col in world.colours]
-            + [f"{cat} {half}" for cat in world.categories for half in HALVES])
+    return list(world.categories) + [f"{col} {cat}" for cat in world.categories for col in world.colours]
 
 
-def halves(obj, size: int) -> tuple[str, str]:
-    return ("left" if obj.center[0] < size / 2 else "right"), ("top" if obj.center[1] < size / 2 else "bottom")
-
-
-def scene_labels(scene, names: list[str], size: int) -> torch.Tensor:
+def scene_labels(scene, names: list[str]) -> torch.Tensor:
     on = set(scene.categories) | {f"{o.colour} {o.category}" for o in scene.objects}
-    on |= {f"{o.category} {h}" for o in scene.objects for h in halves(o, size)}
     return torch.tensor([n in on for n in names], dtype=torch.float32)
 
 
@@ -73,7 +64,7 @@ def _batches(cfg: VisionConfig, split: str, names: list[str], proc, start: int, 
     while True:
         scenes = [sample_scene(cfg.world, split, k * batch_size + i) for i in range(batch_size)]
         images = [render(s, cfg.world) for s in scenes]
-        yield proc(images, return_tensors="pt")["pixel_values"], torch.stack([scene_labels(s, names, cfg.world.image_size) for s in scenes])
+        yield proc(images, return_tensors="pt")["pixel_values"], torch.stack([scene_labels(s, names) for s in scenes])
         k += 1
 
 

@@ -11,12 +11,12 @@ from mmalign.world.scenes import Obj, Scene, WorldConfig
 TINY = LabModelConfig(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64)
 
 
-def test_labels_are_category_colour_and_half_presence():
+def test_labels_are_category_and_colour_category_presence():
     world = WorldConfig()
     names = label_names(world)
     scene = Scene("s", (255, 255, 255), [Obj("circle", "red", False, (10, 50), 8), Obj("star", "blue", True, (40, 12), 6)])
-    on = {n for n, v in zip(names, scene_labels(scene, names, 64)) if v}
-    assert on == {"circle", "star", "red circle", "blue star", "circle left", "circle bottom", "star right", "star top"}
+    on = {n for n, v in zip(names, scene_labels(scene, names)) if v}
+    assert on == {"circle", "star", "red circle", "blue star"}
 
 
 def test_pretraining_loss_falls_and_the_scorer_reloads(tmp_path):

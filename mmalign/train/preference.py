@@ -38,7 +38,10 @@ SHIPPED_BASE = str(Path(__file__).resolve().parents[1] / "assets" / "lab" / "bas
 class LossConfig:
     name: str = "dpo"
     params: dict[str, float | int | str | bool] = field(default_factory=dict)  # the loss's keyword hyperparameters
-    nll_weight: float = 0.0        # + nll_weight * NLL(y_w) on top of any loss: keeps the chosen likelihood up
+    # + nll_weight * NLL(y_w) on top of the loss: keeps the chosen likelihood up. Pure DPO at lr 2e-5 collapsed a
+    # lab prototype (both log-probs fell); with this term it stays healthy. Losses with their own SFT term
+    # (rpo, orpo, hadpo, mmdpo) set it to 0 in their configs.
+    nll_weight: float = 1.0
     token_weight: float = 5.0      # DDPO's gamma on corrected spans (losses that need token weights)
 
     def validate(self) -> None:
@@ -74,7 +77,7 @@ class PreferenceConfig:
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     eval_scenes: int = 600         # lab evaluation of the base and the aligned model afterwards; 0 skips it
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        output_dir="runs/dpo", max_steps=400, batch_size=16, lr=5e-5, warmup_steps=10, min_lr_ratio=0.0,
+        output_dir="runs/dpo", max_steps=600, batch_size=16, lr=5e-5, warmup_steps=10, min_lr_ratio=0.1,
         log_every=10, eval_every=100))
 
 

@@ -34,7 +34,7 @@ STREAM = 2000  # the pairs' rng stream, apart from the task generators' (1000 + 
 class LabPairsConfig:
     n: int = 4000                   # pairs, one per scene 0..n-1 of the split
     split: str = "train"            # never "test": that is evaluation's
-    tasks: dict[str, float] = field(default_factory=lambda: {"caption": 0.75, "exist": 0.25})
+    tasks: dict[str, float] = field(default_factory=lambda: {"caption": 0.5, "exist": 0.5})
     balance: float = 0.5            # share of caption pairs whose rejected drops a real object (else adds one)
     crop_scale: list[float] = field(default_factory=lambda: [0.01, 0.2])   # I': share of the area kept
     seed: int = 0

@@ -36,7 +36,7 @@ def test_pairs_come_from_the_train_split_scene_by_scene(pairs):
         assert np.array_equal(np.asarray(pairs[i].images[0]), np.asarray(render(truth, WORLD)))
         assert scene(pairs[i]).to_dict() == truth.to_dict()   # boxes included (render fills them in)
     counts = Counter(r.task for r in pairs)
-    assert abs(counts["caption"] / 400 - 0.75) < 0.06
+    assert abs(counts["caption"] / 400 - LabPairsConfig().tasks["caption"]) < 0.06
 
 
 def test_chosen_caption_is_always_the_clean_caption(pairs):

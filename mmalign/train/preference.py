@@ -153,7 +153,8 @@ class Step:
 
     def metrics(self, out, policy, ref) -> dict:
         m = {k: float(v.float().mean()) for k, v in out.metrics.items() if k != "rewards"}
-        m |= {"logp/chosen": float(policy.chosen.sum.mean()), "logp/rejected": float(policy.rejected.sum.mean()),
+        m |= {"logp/chosen": float(policy.chosen.sum.detach().mean()),
+              "logp/rejected": float(policy.rejected.sum.detach().mean()),
               "len/chosen": float(policy.chosen.count.float().mean()),
               "len/rejected": float(policy.rejected.count.float().mean())}
         if ref is not None:

@@ -77,7 +77,7 @@ def plot(base: dict, results: dict[str, list[dict]], path: Path) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))])
     ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -9,6 +9,8 @@ Layout of ``out/``::
 
 Per scene the train split gets one example of each task in ``tasks``; the evaluation splits get the POPE
 questions of all three negative strategies (one yes and one no each) instead of the single natural one.
+Tasks in ``every`` are made only for every k-th scene: each multi-image or video example writes extra image
+files (a sibling scene, the frames), and files, not drawing, are what the build's time goes to.
 """
 from __future__ import annotations
 
@@ -32,10 +34,13 @@ class BuildConfig:
     out: str = "runs/world"
     splits: dict[str, int] = field(default_factory=lambda: {"train": 10000, "val": 1000})  # split -> scenes
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    every: dict[str, int] = field(default_factory=lambda: {"multi_image": 5, "video": 5})  # task -> every k-th scene
 
 
-def split_examples(cfg: WorldConfig, split: str, index: int, tasks: list[str]):
+def split_examples(cfg: WorldConfig, split: str, index: int, tasks: list[str], every: dict[str, int]):
     for task in tasks:
+        if index % every.get(task, 1):
+            continue
         if task == "exist" and split != "train":
             for k, pope_split in enumerate(EXIST_SPLITS):
                 for label in ("yes", "no"):
@@ -61,7 +66,7 @@ def build_world(cfg: BuildConfig) -> dict:
     for split, n in cfg.splits.items():
         with (out / f"{split}.jsonl").open("w") as f:
             for i in tqdm(range(n), desc=f"world {split}", unit="scene"):
-                for ex in split_examples(cfg.world, split, i, cfg.tasks):
+                for ex in split_examples(cfg.world, split, i, cfg.tasks, cfg.every):
                     paths = [_image_name(ex, k) for k in range(len(ex["images"]))]
                     for img, p in zip(ex["images"], paths):
                         if p not in written:

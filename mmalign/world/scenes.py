@@ -8,8 +8,10 @@ prior takes over.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+import functools
+import json
 import math
 
 import numpy as np
@@ -79,8 +81,9 @@ class Obj:
     radius: int
     box: tuple[int, int, int, int] = (0, 0, 0, 0)   # filled in by the renderer: exact pixel extent, x1 y1 x2 y2 exclusive
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict:  # by hand: dataclasses.asdict deep-copies and was a third of `world build`
+        return {"category": self.category, "colour": self.colour, "faint": self.faint, "center": self.center,
+                "radius": self.radius, "box": self.box}
 
 
 @dataclass
@@ -139,7 +142,15 @@ def _place(cfg: WorldConfig, rng: np.random.Generator, radii: list[int]) -> list
 def sample_scene(cfg: WorldConfig, split: str, index: int, categories: list[str] | None = None,
                  stream: int = 0) -> Scene:
     """The scene ``split``/``index`` (``stream`` > 0 draws a sibling scene, e.g. a second image of the same
-    example); ``categories`` forces the object list."""
+    example); ``categories`` forces the object list. Scenes are cached (every task of a scene asks for it
+    again), so treat the result as read-only."""
+    key = json.dumps(cfg.__dict__, sort_keys=True)
+    return _sample_scene(key, split, index, tuple(categories) if categories is not None else None, stream)
+
+
+@functools.lru_cache(maxsize=64)
+def _sample_scene(cfg_json: str, split: str, index: int, categories: tuple | None, stream: int) -> Scene:
+    cfg = WorldConfig(**json.loads(cfg_json))
     rng = scene_rng(cfg, split, index, stream)
     cats = list(categories) if categories is not None else sample_categories(cfg, rng)
     bg = tuple(int(v) for v in rng.integers(215, 256, size=3))
@@ -152,4 +163,6 @@ def sample_scene(cfg: WorldConfig, split: str, index: int, categories: list[str]
             break
     colours = [cfg.colours[int(rng.integers(len(cfg.colours)))] for _ in cats]
     objs = [Obj(c, col, f, ctr, r) for c, col, f, ctr, r in zip(cats, colours, faint, centers, radii)]
-    return Scene(f"{split}-{index:06d}" + (f"-s{stream}" if stream else ""), bg, objs)
+    # a forced object list gives another image than the scene of this index: it needs its own id (and file)
+    suffix = (f"-s{stream}" if stream else "") + ("-forced" if categories is not None else "")
+    return Scene(f"{split}-{index:06d}{suffix}", bg, objs)

@@ -231,7 +231,6 @@ def make_example(cfg: WorldConfig, task: str, split: str, index: int, **kwargs) 
         if len(scene.objects) < MIN_OBJECTS.get(task, 1):
             extra = [c for c in cfg.categories if c not in scene.categories][int(rng.integers(len(cfg.categories) - 1))]
             scene = sample_scene(cfg, split, index, categories=sorted(scene.categories + [extra], key=L.ALL_CATEGORIES.index))
-            scene.id += "-plus1"  # a different image from the scene of this index: it needs its own file
         images = [render(scene, cfg)]
         scenes = [scene]
         ex = SINGLE_IMAGE[task](cfg, scene, split, rng, **kwargs)

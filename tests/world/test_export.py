@@ -10,9 +10,11 @@ from mmalign.world.tasks import EXIST_SPLITS, TASKS, make_example
 
 
 def test_build_and_load_back(tmp_path):
-    cfg = BuildConfig(out=str(tmp_path), splits={"train": 6, "val": 3})
+    cfg = BuildConfig(out=str(tmp_path), splits={"train": 6, "val": 3}, every={"video": 2})
     info = build_world(cfg)
-    assert info["examples"] == {"train": 6 * len(TASKS), "val": 3 * (len(TASKS) - 1 + 2 * len(EXIST_SPLITS))}
+    # every task per scene; video on scenes 0, 2, 4 (train) and 0, 2 (val); val asks POPE's 3 splits x yes/no
+    assert info["examples"] == {"train": 6 * (len(TASKS) - 1) + 3,
+                                "val": 3 * (len(TASKS) - 2 + 2 * len(EXIST_SPLITS)) + 2}
     assert (tmp_path / "world.yaml").exists()
     ds = load_world_split(tmp_path, "val")
     assert len(ds) == info["examples"]["val"]

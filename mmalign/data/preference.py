@@ -27,7 +27,7 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-from mmalign.data.records import MAX_LISTED
+from mmalign.data.records import raise_problems
 from mmalign.errors import MMAlignError
 
 
@@ -121,12 +121,7 @@ def _parse_rows(rows: list, root: Path, source: str, problems: list[str]) -> lis
             first_seen[rec.id] = where
         problems += [f"{where}: {p}" for p in found]
         records.append(rec)
-    if problems:
-        listed = "\n  ".join(problems[:MAX_LISTED])
-        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise MMAlignError(f"{len(problems)} problem(s) in {source}:\n  {listed}{more}")
-    if not records:
-        raise MMAlignError(f"{source}: no records")
+    raise_problems(problems, records, source)
     return records
 
 

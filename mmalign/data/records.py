@@ -46,13 +46,19 @@ def load_sft_records(path: str | Path) -> "SFTRecords":
             continue
         problems += [f"{path}:{line_no}: {p}" for p in _problems(rec, path.parent)]
         records.append(rec)
+    raise_problems(problems, records, path)
+    return SFTRecords(records, path.parent)
+
+
+def raise_problems(problems: list[str], records: list, source) -> None:
+    """One error listing every problem found in ``source`` (the first MAX_LISTED, then a count), or one for
+    a file with no records at all."""
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise MMAlignError(f"{len(problems)} problem(s) in {path}:\n  {listed}{more}")
+        raise MMAlignError(f"{len(problems)} problem(s) in {source}:\n  {listed}{more}")
     if not records:
-        raise MMAlignError(f"{path}: no records")
-    return SFTRecords(records, path.parent)
+        raise MMAlignError(f"{source}: no records")
 
 
 class SFTRecords:

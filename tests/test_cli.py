@@ -19,7 +19,7 @@ def one_line_error(result, *fragments):
         assert f in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("command", ["sft", "vision", "eval", "world", "base", "quickstart"])
+@pytest.mark.parametrize("command", ["sft", "vision", "eval", "world", "base", "quickstart", "train"])
 def test_misspelt_key_is_named_with_a_suggestion(command):
     args = ["world", "build"] if command == "world" else [command]
     one_line_error(mmalign(*args, "world.sed=3"), "unknown key 'world.sed'", "did you mean 'world.seed'?")
@@ -35,6 +35,10 @@ def test_wrong_type_and_missing_config_file(tmp_path):
 
 def test_missing_model_folder_and_data_file(tmp_path):
     one_line_error(mmalign("eval", f"model={tmp_path / 'no-model'}"), "no-model")
+    one_line_error(mmalign("train", f"model.path={tmp_path / 'no-model'}"), "no-model")
+    one_line_error(mmalign("train", f"data.source={tmp_path / 'pairs.jsonl'}"), "not found", "pairs.jsonl")
+    one_line_error(mmalign("train", "loss.name=dpx"), "unknown loss 'dpx'", "dpo")
+    one_line_error(mmalign("train", "loss.params.betta=0.2"), "betta", "beta")
     one_line_error(mmalign("sft", f"data.source={tmp_path / 'none.jsonl'}", "train.max_steps=1"),
                    "data file not found", "none.jsonl")
 

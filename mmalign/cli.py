@@ -16,7 +16,8 @@ from mmalign.errors import MMAlignError
 
 def _commands() -> dict[str, tuple[type, Callable, str]]:
     # Imported here so `mmalign --help` and config errors stay fast.
-    from mmalign.eval.runner import EvalConfig, run_eval
+    from mmalign.eval.lab import LabEvalConfig
+    from mmalign.eval.runner import run_eval
     from mmalign.quickstart import QuickstartConfig, quickstart
     from mmalign.train.base import BaseModelConfig, train_base_model
     from mmalign.train.preference import PreferenceConfig, run_preference
@@ -30,7 +31,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
         "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
-        "eval": (EvalConfig, run_eval, "evaluate a model on the lab tasks"),
+        "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks"),
     }
 
 

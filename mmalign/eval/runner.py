@@ -1,24 +1,12 @@
 """``mmalign eval``: load a model folder, evaluate it on the lab tasks, write results and a report."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmalign.eval.lab import LabEvalConfig, evaluate_lab, write_results
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import TASKS
-
-
-@dataclass
-class EvalConfig:
-    model: str = ""                     # a model folder (required)
-    world: WorldConfig = field(default_factory=WorldConfig)
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    n_scenes: int = 600
-    n_per_task: int = 200
-    batch_size: int = 64
-    out: str = "runs/eval"
 
 
 def evaluate_folder(model_dir: str, world: WorldConfig, out: str | Path, *, tasks: list[str] | None = None,
@@ -31,7 +19,7 @@ def evaluate_folder(model_dir: str, world: WorldConfig, out: str | Path, *, task
     return metrics
 
 
-def run_eval(cfg: EvalConfig) -> dict:
+def run_eval(cfg: LabEvalConfig) -> dict:
     from mmalign.errors import MMAlignError
     from mmalign.eval.report import eval_report
     if not cfg.model:

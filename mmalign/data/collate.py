@@ -4,7 +4,7 @@
 |---|---|---|---|
 | ``chosen`` | I | y_w | every loss |
 | ``rejected`` | I | y_l | every paired loss |
-| ``chosen_corrupt`` | I' | y_w | mDPO / Image-DPO's image term; POVID's y_noise (argmax under I') |
+| ``chosen_corrupt`` | I' | y_w (``corrupt_eot=False``: without its end-of-turn token) | mDPO / Image-DPO's image term; POVID's y_noise (argmax under I') |
 | ``kl`` | I | y_w of the next record | KTO's mismatched reference point |
 
 All views go through ``build_inputs`` in one call, so the model runs once over ``n_views * B`` rows (the
@@ -68,7 +68,11 @@ def response_token_weights(tokenizer, text: str, spans: list | None, gamma: floa
 
 def collate_preference(processor, records: list, views: tuple[str, ...] = ("chosen", "rejected"), *,
                        token_weight_gamma: float | None = None, max_length: int | None = None,
-                       kl_partners: list | None = None) -> PreferenceBatch:
+                       kl_partners: list | None = None, corrupt_eot: bool = True) -> PreferenceBatch:
+    """``corrupt_eot=False`` leaves the closing end-of-turn token of the ``chosen_corrupt`` rows out of their
+    sums. Whether the answer is over does not depend on the image, but an image-conditional term pushing
+    log pi(y_w | I') down lowers it along with the content: on the lab, mDPO with it made ~1% of captions run on
+    past the final "." with a string of stray objects (docs/alignment.md)."""
     examples, slices = [], {}
     for v in views:
         rows = view_examples(records, v, kl_partners)
@@ -76,6 +80,10 @@ def collate_preference(processor, records: list, views: tuple[str, ...] = ("chos
         examples += rows
     inputs = dict(build_inputs(processor, examples, max_length=max_length))
     labels = inputs.pop("labels")
+    if not corrupt_eot and "chosen_corrupt" in slices:
+        rows = torch.arange(slices["chosen_corrupt"].start, slices["chosen_corrupt"].stop)
+        last = (labels[rows] != IGNORE_INDEX).long().cumsum(1).argmax(1)  # each row's last labelled position
+        labels[rows, last] = IGNORE_INDEX
     weights = None
     if token_weight_gamma is not None:
         weights = torch.ones(labels.shape, dtype=torch.float32)

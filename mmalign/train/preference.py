@@ -54,6 +54,9 @@ class PreferenceDataConfig:
     lab: LabPairsConfig = field(default_factory=LabPairsConfig)
     val_size: int = 256            # held-out pairs (lab: the val split; a file: its last val_size records)
     max_length: int | None = None
+    # score y_w's end-of-turn token under the corrupted image I' too (mDPO's and Image-DPO's image term; the
+    # official mDPO code does). Off: the term cannot teach the policy to stop ending its answers (collate_preference).
+    corrupt_eot: bool = False
 
 
 @dataclass
@@ -73,7 +76,7 @@ class PreferenceConfig:
     cache_dir: str = "~/.cache/mmalign/reference"
     loss: LossConfig = field(default_factory=LossConfig)
     data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
-    freeze_vision: bool = True
+    freeze_vision: bool = False    # the vision tower trains too (on the lab: CHAIR-i -16% vs -12% frozen; docs/alignment.md)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     eval_scenes: int = 600         # lab evaluation of the base and the aligned model afterwards; 0 skips it
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -88,6 +91,14 @@ def views_for(spec: LossSpec) -> tuple[str, ...]:
     if spec.needs_kl_logratio:
         views.append("kl")
     return tuple(views)
+
+
+def collate_settings(cfg: PreferenceConfig, spec: LossSpec) -> dict:
+    """How batches are collated: the same for policy batches and the reference cache (part of its key)."""
+    return {"token_weight_gamma": cfg.loss.token_weight if spec.needs_token_weights else None,
+            "max_length": cfg.data.max_length,
+            # POVID's y_noise needs the corrupt rows to align token for token with the chosen ones
+            "corrupt_eot": cfg.data.corrupt_eot or spec.needs_noise_image}
 
 
 def load_records(cfg: PreferenceConfig) -> tuple[list, list]:
@@ -106,13 +117,12 @@ class Step:
 
     def __init__(self, cfg: PreferenceConfig, spec: LossSpec, processor, reference, partners: dict):
         self.cfg, self.spec, self.processor, self.reference, self.partners = cfg, spec, processor, reference, partners
-        self.views = views_for(spec)
+        self.views, self.collate_kw = views_for(spec), collate_settings(cfg, spec)
         self.running = RunningMean() if spec.needs_reward_mean else None
         self.sft_index = 0
 
     def logps(self, model, records):
-        batch = collate_preference(self.processor, records, self.views, max_length=self.cfg.data.max_length,
-                                   token_weight_gamma=self.cfg.loss.token_weight if self.spec.needs_token_weights else None,
+        batch = collate_preference(self.processor, records, self.views, **self.collate_kw,
                                    kl_partners=[self.partners[r.id] for r in records])
         batch = batch.to(next(model.parameters()).device)
         policy = preference_logps(model, batch, noise=self.spec.needs_noise_image)
@@ -185,13 +195,12 @@ def make_reference(cfg: PreferenceConfig, model, processor, spec: LossSpec, reco
                 return preference_logps(m, batch, noise=noise)
         return live
     views = views_for(spec)
-    gamma = cfg.loss.token_weight if spec.needs_token_weights else None
-    settings = {"gamma": gamma, "noise": noise, "max_length": cfg.data.max_length}
-    key = f"{model_fingerprint(net)[:16]}-{data_fingerprint(records, views, settings)[:16]}"
+    collate_kw = collate_settings(cfg, spec)
+    key = f"{model_fingerprint(net)[:16]}-{data_fingerprint(records, views, {'noise': noise, **collate_kw})[:16]}"
     path = Path(os.path.expanduser(cfg.cache_dir)) / f"ref-{key}.safetensors"
     with ctx(net) as m:
         cache = ReferenceCache.load_or_compute(path, m, processor, records, views, batch_size=cfg.train.batch_size,
-                                               noise=noise, token_weight_gamma=gamma, max_length=cfg.data.max_length,
+                                               noise=noise, **collate_kw,
                                                kl_partners=[partners[r.id] for r in records])
     return lambda batch: cache.lookup(batch.ids)
 

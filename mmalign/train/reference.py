@@ -71,15 +71,15 @@ def _to_rows(logps: PreferenceLogps) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def compute_reference(ref_model, processor, records: list, views: tuple[str, ...], *, batch_size: int,
-                      noise: bool, token_weight_gamma: float | None, max_length: int | None,
-                      kl_partners: list | None = None, desc: str = "reference log-probs") -> dict[str, torch.Tensor]:
-    """Reference reductions for every record, stacked in record order: ``{"chosen.sum": (N,), ...}``."""
+                      noise: bool, kl_partners: list | None = None, desc: str = "reference log-probs",
+                      **collate_kw) -> dict[str, torch.Tensor]:
+    """Reference reductions for every record, stacked in record order: ``{"chosen.sum": (N,), ...}``;
+    ``collate_kw`` as the trainer collates its batches (token weights, max length, ...)."""
     parts: dict[str, list] = {}
     device = next(ref_model.parameters()).device
     for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch"):
         end = start + batch_size
-        batch = collate_preference(processor, records[start:end], views, token_weight_gamma=token_weight_gamma,
-                                   max_length=max_length,
+        batch = collate_preference(processor, records[start:end], views, **collate_kw,
                                    kl_partners=kl_partners[start:end] if kl_partners else None).to(device)
         for k, v in _to_rows(preference_logps(ref_model, batch, noise=noise)).items():
             parts.setdefault(k, []).append(v)

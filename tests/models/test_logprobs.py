@@ -99,6 +99,22 @@ def test_counts_are_response_tokens_plus_end_of_turn(scored):
         assert last == [tok.eos_token_id] * len(recs)       # the closing end-of-turn token is scored
 
 
+def test_corrupt_view_without_end_of_turn(scored):
+    """corrupt_eot=False: the chosen_corrupt sums drop exactly the end-of-turn term; other views are untouched."""
+    model, processor, recs, _, out = scored
+    batch = collate_preference(processor, recs, VIEWS, token_weight_gamma=GAMMA, corrupt_eot=False)
+    with torch.no_grad():
+        cut = preference_logps(model, batch)
+    for r, got, count in zip(recs, cut.chosen_corrupt.sum, cut.chosen_corrupt.count):
+        logp, target = plain(model, processor, r.corrupt_images, r.prompt, r.chosen)
+        assert target[-1].item() == processor.tokenizer.eos_token_id
+        expect = float(logp.gather(1, target[:, None])[:-1].sum())
+        torch.testing.assert_close(got, torch.tensor(expect), **TOL)
+        assert count.item() == len(target) - 1
+    for view in ("chosen", "rejected", "kl"):
+        torch.testing.assert_close(getattr(cut, view).sum, getattr(out, view).sum, **TOL)
+
+
 def test_token_weights_match_a_hand_computation(scored):
     model, processor, recs, _, out = scored
     tok = processor.tokenizer

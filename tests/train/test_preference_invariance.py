@@ -20,7 +20,7 @@ from mmalign.models.logprobs import preference_logps
 from mmalign.models.tiny import build_llava
 from mmalign.train import reference as reference_module
 from mmalign.train.loop import TrainConfig, train
-from mmalign.train.preference import make_reference, validate, views_for
+from mmalign.train.preference import collate_settings, make_reference, validate, views_for
 from mmalign.train.reference import data_fingerprint, frozen_copy, model_fingerprint
 
 from .conftest import make_step, partners_of, perturb, pref_cfg
@@ -193,7 +193,8 @@ def test_adapters_reference_equals_frozen_base(tmp_path, lab8, ref_cache):
     cfg = pref_cfg(tmp_path, reference="adapters", lora=True, ref_cache=ref_cache)
     spec = PREFERENCE_LOSSES["mdpo"]
     ref = make_reference(cfg, model, processor, spec, lab8, partners_of(lab8))
-    batch = collate_preference(processor, lab8[:4], views_for(spec), kl_partners=lab8[1:5])
+    batch = collate_preference(processor, lab8[:4], views_for(spec), **collate_settings(cfg, spec),
+                               kl_partners=lab8[1:5])
     with torch.no_grad():
         expect = preference_logps(frozen, batch)
         got = ref(batch)

@@ -1,6 +1,7 @@
 """``run_preference`` end to end on a tiny lab LLaVA saved to a folder: outputs, validation, early stopping."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -66,7 +67,17 @@ def test_run_writes_model_and_metrics(base_folder, tmp_path):
     lm = [k for k in base if "language_model" in k or "lm_head" in k]
     assert lm and any(not torch.equal(trained[k], base[k]) for k in lm)  # it trained
     vision = [k for k in base if "vision_tower" in k]
-    assert vision and all(torch.equal(trained[k], base[k]) for k in vision)   # freeze_vision (the default)
+    assert vision and any(not torch.equal(trained[k], base[k]) for k in vision)   # the tower trains by default
+
+
+def test_freeze_vision_keeps_the_tower(base_folder, tmp_path):
+    c = cfg(base_folder, tmp_path, max_steps=2, eval_every=0)
+    run_preference(dataclasses.replace(c, freeze_vision=True))
+    trained = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    base = load_file(base_folder / "model.safetensors")
+    vision = [k for k in base if "vision_tower" in k]
+    assert vision and all(torch.equal(trained[k], base[k]) for k in vision)
+    assert any(not torch.equal(trained[k], base[k]) for k in base if "language_model" in k)
 
 
 def test_collapse_guard_stops_training(base_folder, tmp_path):

@@ -68,7 +68,8 @@ def test_falls_back_to_a_central_crop_after_ten_failed_tries():
 WORLD = WorldConfig()
 SCENE_IMAGE = render(sample_scene(WORLD, "train", 3), WORLD)
 POOL = [render(sample_scene(WORLD, "train", i), WORLD) for i in range(10, 16)]
-PARAMS = {"crop": {}, "blur": {}, "pixelate": {}, "gaussian_noise": {}, "diffusion_noise": {}, "irrelevant": {"pool": POOL}}
+PARAMS = {"crop": {}, "blur": {}, "pixelate": {}, "gaussian_noise": {}, "diffusion_noise": {},
+          "irrelevant": {"pool": POOL}}
 
 
 def flat(value: int, size: int = 64) -> Image.Image:

@@ -124,7 +124,8 @@ def test_bad_input_is_refused():
 
 
 def test_lab_answer_from_ground_truth():
-    scene = Scene("s", (240, 240, 240), [Obj("circle", "red", False, (10, 10), 8), Obj("star", "blue", False, (40, 40), 8)])
+    scene = Scene("s", (240, 240, 240), [Obj("circle", "red", False, (10, 10), 8),
+                                         Obj("star", "blue", False, (40, 40), 8)])
     assert lab_answer(scene, L.caption_prompt()) == "a red circle and a blue star ."
     assert lab_answer(scene, L.count_prompt()) == "2"
     assert lab_answer(scene, L.exist_prompt("star")) == "yes" and lab_answer(scene, L.exist_prompt("moon")) == "no"

@@ -21,7 +21,7 @@ from mmalign.models.inputs import build_inputs
 from mmalign.models.logprobs import token_logps
 
 
-def adversarial_image(model, processor: ProcessorMixin, image: Image.Image, prompt, chosen: str, *,
+def adversarial_image(model, processor: ProcessorMixin, image: Image.Image, prompt: str | list[dict], chosen: str, *,
                       eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, seed: int = 0) -> Image.Image:
     """``I_adv`` for AdPO: ``pgd``'s last iterate as an 8-bit image, rounded to the nearest level and clipped
     back into the ball (radius ``floor(255 eps)`` levels), so it never leaves it; with ``eps`` and
@@ -30,23 +30,24 @@ def adversarial_image(model, processor: ProcessorMixin, image: Image.Image, prom
     x = pgd(model, processor, image, prompt, chosen, eps=eps, step_size=step_size, steps=steps, seed=seed)
     radius = math.floor(eps * 255 + 1e-6)
     levels = torch.round(unit_pixels(image) * 255)
-    out = torch.minimum(torch.maximum(torch.round(x * 255), levels - radius), levels + radius).clamp(0, 255)
-    return Image.fromarray(out.permute(1, 2, 0).numpy().astype(np.uint8), "RGB")
+    out = torch.minimum(torch.maximum(torch.round(x.cpu() * 255), levels - radius), levels + radius).clamp(0, 255)
+    return Image.fromarray(out.permute(1, 2, 0).numpy().astype(np.uint8))
 
 
-def pgd(model, processor: ProcessorMixin, image: Image.Image, prompt, chosen: str, *, eps: float,
-        step_size: float, steps: int, seed: int) -> torch.Tensor:
+def pgd(model, processor: ProcessorMixin, image: Image.Image, prompt: str | list[dict], chosen: str, *,
+        eps: float, step_size: float, steps: int, seed: int) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) that *lowers* ``S(y_w) = log pi(chosen | I, prompt)``.
 
     ``x_0`` = the image in [0, 1]; start at ``x_0 + U(-eps, eps)`` (drawn from ``seed``), then ``steps`` times
     ``x <- clip(Proj_{||x - x_0||_inf <= eps}(x - step_size * sign(grad_x S)), 0, 1)``. Returns the last
-    iterate, (3, H, W) in [0, 1]. The model is used in its current mode (eval: no dropout).
+    iterate, (3, H, W) in [0, 1], on the model's device. The model is used in its current mode (eval: no
+    dropout).
     """
-    batch = build_inputs(processor, [{"images": [image], "prompt": prompt, "response": chosen}])
-    x0 = unit_pixels(image)
+    batch = build_inputs(processor, [{"images": [image], "prompt": prompt, "response": chosen}]).to(model.device)
+    x0 = unit_pixels(image).to(model.device)
     check_pixel_path(processor, x0, batch)
-    g = torch.Generator().manual_seed(seed)
-    x = (x0 + (2 * torch.rand(x0.shape, generator=g) - 1) * eps).clamp(0, 1)
+    noise = torch.rand(x0.shape, generator=torch.Generator().manual_seed(seed))  # on the CPU: any device, same start
+    x = (x0 + (2 * noise.to(x0.device) - 1) * eps).clamp(0, 1)
     with torch.enable_grad():
         for _ in range(steps):
             x.requires_grad_(True)
@@ -71,7 +72,8 @@ def model_pixels(processor: ProcessorMixin, x: torch.Tensor, batch: BatchFeature
     if ip.do_rescale:
         v = v * ip.rescale_factor
     if ip.do_normalize:
-        v = (v - torch.tensor(ip.image_mean).view(-1, 1, 1)) / torch.tensor(ip.image_std).view(-1, 1, 1)
+        mean, std = (torch.tensor(m, device=v.device).view(-1, 1, 1) for m in (ip.image_mean, ip.image_std))
+        v = (v - mean) / std
     if "image_grid_thw" in batch:
         return qwen2_vl_patches(v, ip.patch_size, ip.merge_size, ip.temporal_patch_size)
     return v.reshape(batch["pixel_values"].shape)

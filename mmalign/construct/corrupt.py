@@ -76,7 +76,7 @@ def gaussian_noise(image: Image.Image, *, std: float = 0.1, seed) -> Image.Image
     ``x' = clip(x + std * eps, 0, 1)``, ``eps ~ N(0, I)``, pixels scaled to [0, 1], rounded back to 8 bits."""
     x = np.asarray(image, dtype=np.float64) / 255
     eps = np.random.default_rng(seed).standard_normal(x.shape)
-    return _from_unit(x + std * eps, image.mode)
+    return _from_unit(x + std * eps)
 
 
 SCHEDULES = ("sigmoid", "linear", "cosine")
@@ -106,15 +106,15 @@ def diffusion_noise(image: Image.Image, *, t: int = 500, T: int = 1000, schedule
                     seed) -> Image.Image:
     """POVID's noisy image (Zhou et al. 2024; CHiP's visual term): the forward diffusion process at step ``t``,
     ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, ``eps ~ N(0, I)``, on pixels scaled to [-1, 1], then
-    clipped and rounded back to 8 bits. POVID uses t=500 of the sigmoid schedule. Deviations: the VCD code
-    POVID copies noises the CLIP-normalised tensor and indexes ``abar`` from 0 (its step 500 is t=501 here);
-    an image needs pixel space and ``x_0`` at t=0."""
+    clipped and rounded back to 8 bits. POVID uses t=500 of the sigmoid schedule. Two deviations from the VCD
+    code POVID copies: that code noises the CLIP-normalised tensor (here pixels, so the result is an image),
+    and indexes ``abar`` from 0 (its step 500 is t=501 here, so that t=0 is the clean image)."""
     if not 0 <= t <= T:
         raise ValueError(f"diffusion step t={t} is outside 0..{T}")
     abar = alpha_bar(schedule, T)[t]
     x0 = np.asarray(image, dtype=np.float64) / 127.5 - 1
     eps = np.random.default_rng(seed).standard_normal(x0.shape)
-    return _from_unit((np.sqrt(abar) * x0 + np.sqrt(1 - abar) * eps + 1) / 2, image.mode)
+    return _from_unit((np.sqrt(abar) * x0 + np.sqrt(1 - abar) * eps + 1) / 2)
 
 
 def irrelevant_image(image: Image.Image, *, pool: Sequence[Image.Image], seed) -> Image.Image:
@@ -144,11 +144,15 @@ def corrupt(image: Image.Image, kind: str, seed=0, *, cache_dir: str | Path | No
     if kind not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {kind!r} (known: {', '.join(CORRUPTIONS)})")
     fn = CORRUPTIONS[kind]
-    if "seed" in inspect.signature(fn).parameters:
+    signature = inspect.signature(fn)
+    if "seed" in signature.parameters:
         params = {**params, "seed": seed}
     if cache_dir is None:
         return fn(image, **params)
-    path = Path(cache_dir) / f"{cache_key(image, kind, params)}.png"
+    # the key holds every parameter, defaults included, so a changed default never reads a stale file
+    bound = signature.bind(image, **params)
+    bound.apply_defaults()
+    path = Path(cache_dir) / f"{cache_key(image, kind, dict(list(bound.arguments.items())[1:]))}.png"
     if path.exists():
         with Image.open(path) as cached:
             return cached.copy()
@@ -179,5 +183,5 @@ def image_hash(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-def _from_unit(x: np.ndarray, mode: str) -> Image.Image:
-    return Image.fromarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8), mode)
+def _from_unit(x: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8))

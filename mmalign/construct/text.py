@@ -129,6 +129,8 @@ def inject(world: WorldConfig, caption: str, kind: str, rng: np.random.Generator
     """``caption`` (a lab caption, taken as the truth) with one error of ``kind`` (a key of ``INJECTIONS``),
     phrased as the world phrases captions; None where the kind does not apply (nothing absent to insert or
     replace with, one object left to drop, one colour in the world)."""
+    if kind not in INJECTIONS:
+        raise ValueError(f"unknown injection {kind!r} (known: {', '.join(INJECTIONS)})")
     phrases = parse_caption(caption)
     objs = [(p.colour, p.category) for p in phrases]
     result = INJECTIONS[kind](world, objs, rng)

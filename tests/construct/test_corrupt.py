@@ -207,4 +207,5 @@ def test_cache_stores_one_file_per_example_and_reads_it_back(tmp_path):
     corrupt(POOL[0], "diffusion_noise", 4, cache_dir=tmp_path, t=300)            # another image
     corrupt(SCENE_IMAGE, "irrelevant", 4, cache_dir=tmp_path, pool=POOL)         # images among the params
     corrupt(SCENE_IMAGE, "irrelevant", 4, cache_dir=tmp_path, pool=POOL[:2])
+    corrupt(SCENE_IMAGE, "diffusion_noise", 4, cache_dir=tmp_path, t=300, T=1000, schedule="sigmoid")  # defaults
     assert len(list(tmp_path.glob("*.png"))) == 6 and not list(tmp_path.glob("*.tmp"))

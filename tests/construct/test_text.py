@@ -131,6 +131,8 @@ def test_kinds_that_cannot_apply_give_none():
     assert inject(WORLD, full, "insert", rng) is None and inject(WORLD, full, "replace", rng) is None
     assert inject(WORLD, "a red circle .", "drop", rng) is None
     assert inject(WorldConfig(colours=["red"]), "a red circle .", "colour", rng) is None
+    with pytest.raises(ValueError, match="unknown injection 'negate'.*drop"):
+        inject(WORLD, "a red circle .", "negate", rng)
 
 
 def test_insertions_follow_the_worlds_co_occurrence():

@@ -6,7 +6,9 @@ inputs: ``sft_nll`` (HA-DPO), ``reward_margin`` (MM-DPO); ``generator`` (MM-DPO 
 
 Deviations from the papers and the official code (each repeated where it applies):
 * ``mdpo``: anchor ``delta = 0`` as in the official code; ``I'`` must be sampled once and shared by the policy and
-  reference passes (the official code re-crops in every forward).
+  reference passes (the official code re-crops in every forward). The trainer leaves y_w's end-of-turn token out
+  of ``S(y_w | I')`` by default (``data.corrupt_eot``; the official code scores it): pushing it down taught the lab
+  policy to run on past the end of its captions.
 * ``hadpo``: the LM term comes from a separate SFT batch (``sft_nll``); the official MiniGPT-4 trainer mixes the SFT
   examples into the preference batch with a ``data_type`` tag.
 * ``mmdpo``: ``variant="paper"`` (default) is the per-sample ``beta(d)``; ``variant="released"`` is the batch-level

@@ -1,0 +1,57 @@
+"""Official-compatible scoring of the public benchmarks (design/reference/EVALUATION.md), one module each.
+
+``BENCHMARKS`` maps a name to a ``Benchmark``:
+    load(path) -> items        reads the official files at a path the user gives (nothing is downloaded); a
+                               missing or malformed file raises MMAlignError naming the file, record and field
+    prompt(item) -> str        the text prompt the official protocol gives the model
+    score(item, response[, judge]) -> row     one response; a reward benchmark's response is its reward pair
+    aggregate(rows) -> metrics
+    version                    bump when a prompt or a metric changes, so numbers of two versions never mix
+    needs_judge                score takes a ``judge.Judge``; its id, settings and parse failures are reported
+Named variants (``pope_lmms_eval``, ``mme_lmms_eval``, ...) share the loader and differ in one parser.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from mmalign.errors import MMAlignError
+from mmalign.eval.official import pope
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    version: str
+    load: Callable[[str | Path], list[dict]]
+    prompt: Callable[[dict], str]
+    score: Callable[..., dict]
+    aggregate: Callable[[list[dict]], dict]
+    needs_judge: bool = False
+
+
+def _module(m, needs_judge: bool = False, **score_kw) -> Benchmark:
+    score = partial(m.score, **score_kw) if score_kw else m.score
+    return Benchmark(m.VERSION, m.load, m.prompt, score, m.aggregate, needs_judge)
+
+
+BENCHMARKS = {
+    "pope": _module(pope),
+    "pope_lmms_eval": _module(pope, parser="lmms_eval"),
+    "pope_vlmevalkit": _module(pope, parser="vlmevalkit"),
+}
+
+
+def evaluate(name: str, items: list[dict], responses: Sequence, judge=None) -> dict:
+    """Score ``responses[i]`` against ``items[i]`` and aggregate: ``{benchmark, version, metrics, rows}``."""
+    if name not in BENCHMARKS:
+        raise MMAlignError(f"unknown benchmark '{name}' (known: {', '.join(BENCHMARKS)})")
+    bench = BENCHMARKS[name]
+    if len(items) != len(responses):
+        raise MMAlignError(f"{name}: {len(items)} items but {len(responses)} responses")
+    if bench.needs_judge and judge is None:
+        raise MMAlignError(f"{name} is judged: pass a judge")
+    extra = (judge,) if bench.needs_judge else ()
+    rows = [bench.score(item, response, *extra) for item, response in zip(items, responses)]
+    return {"benchmark": name, "version": bench.version, "metrics": bench.aggregate(rows), "rows": rows}

@@ -18,7 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from mmalign.errors import MMAlignError
-from mmalign.eval.official import pope
+from mmalign.eval.official import amber, chair, hallusion, mmhal, objhal, pope
+from mmalign.eval.official.judge import Judge
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,15 @@ BENCHMARKS = {
     "pope": _module(pope),
     "pope_lmms_eval": _module(pope, parser="lmms_eval"),
     "pope_vlmevalkit": _module(pope, parser="vlmevalkit"),
+    "chair": _module(chair),
+    "amber": _module(amber),
+    "object_halbench": _module(objhal, needs_judge=True),
+    "mmhal_bench": _module(mmhal, needs_judge=True),
+    "hallusion_bench": _module(hallusion, needs_judge=True),
 }
 
 
-def evaluate(name: str, items: list[dict], responses: Sequence, judge=None) -> dict:
+def evaluate(name: str, items: list[dict], responses: Sequence, judge: Judge | None = None) -> dict:
     """Score ``responses[i]`` against ``items[i]`` and aggregate: ``{benchmark, version, metrics, rows}``."""
     if name not in BENCHMARKS:
         raise MMAlignError(f"unknown benchmark '{name}' (known: {', '.join(BENCHMARKS)})")
@@ -51,7 +57,7 @@ def evaluate(name: str, items: list[dict], responses: Sequence, judge=None) -> d
     if len(items) != len(responses):
         raise MMAlignError(f"{name}: {len(items)} items but {len(responses)} responses")
     if bench.needs_judge and judge is None:
-        raise MMAlignError(f"{name} is judged: pass a judge")
+        raise MMAlignError(f"{name} is judged: pass judge=Judge(fn, judge_id, settings)")
     extra = (judge,) if bench.needs_judge else ()
     rows = [bench.score(item, response, *extra) for item, response in zip(items, responses)]
     return {"benchmark": name, "version": bench.version, "metrics": bench.aggregate(rows), "rows": rows}

@@ -18,7 +18,20 @@ from functools import partial
 from pathlib import Path
 
 from mmalign.errors import MMAlignError
-from mmalign.eval.official import amber, chair, hallusion, mmhal, objhal, pope
+from mmalign.eval.official import (
+    alignbench,
+    amber,
+    chair,
+    hallusion,
+    llava_wild,
+    mmbench,
+    mme,
+    mmhal,
+    objhal,
+    pope,
+    rewardbench,
+    vlguard,
+)
 from mmalign.eval.official.judge import Judge
 
 
@@ -37,6 +50,7 @@ def _module(m, needs_judge: bool = False, **score_kw) -> Benchmark:
     return Benchmark(m.VERSION, m.load, m.prompt, score, m.aggregate, needs_judge)
 
 
+_rb = rewardbench
 BENCHMARKS = {
     "pope": _module(pope),
     "pope_lmms_eval": _module(pope, parser="lmms_eval"),
@@ -46,6 +60,15 @@ BENCHMARKS = {
     "object_halbench": _module(objhal, needs_judge=True),
     "mmhal_bench": _module(mmhal, needs_judge=True),
     "hallusion_bench": _module(hallusion, needs_judge=True),
+    "mme": _module(mme),
+    "mme_lmms_eval": _module(mme, parser="lmms_eval"),
+    "mmbench": _module(mmbench),
+    "vlguard": _module(vlguard),
+    "vl_rewardbench": Benchmark(_rb.VERSION, _rb.load_vl, _rb.prompt_vl, _rb.score_vl, _rb.aggregate_vl),
+    "mm_rlhf_rewardbench": Benchmark(_rb.VERSION, _rb.load_mm_rlhf, _rb.prompt_mm_rlhf, _rb.score_mm_rlhf,
+                                     _rb.aggregate_mm_rlhf),
+    "llava_wild": _module(llava_wild, needs_judge=True),
+    "mm_alignbench": _module(alignbench, needs_judge=True),
 }
 
 

@@ -1,6 +1,7 @@
-"""A deterministic judge for the judged benchmarks: no network in tests."""
+"""Shared test helpers: a deterministic judge (no network in tests) and the message of a failing load."""
 import pytest
 
+from mmalign.errors import MMAlignError
 from mmalign.eval.official.judge import Judge
 
 
@@ -19,3 +20,13 @@ def scripted():
     """``scripted(outputs, settings=None, calls=None)`` builds a judge answering outputs[key] for the key found
     in the last message."""
     return _scripted
+
+
+@pytest.fixture
+def load_error():
+    """``load_error(load, path)``: the MMAlignError message ``load(path)`` raises (the test fails if none)."""
+    def message(load, path) -> str:
+        with pytest.raises(MMAlignError) as e:
+            load(path)
+        return str(e.value)
+    return message

@@ -73,10 +73,8 @@ def test_metrics_by_hand(items):
     assert m["relation"]["n"] == 2
 
 
-def test_malformed_annotations(tmp_path):
-    with pytest.raises(MMAlignError) as e:
-        amber.load(FIXTURES / "malformed" / "amber")
-    msg = str(e.value)
+def test_malformed_annotations(tmp_path, load_error):
+    msg = load_error(amber.load, FIXTURES / "malformed" / "amber")
     assert "annotations.json: id 1: field 'truth': 'horse' is not a key of relation.json" in msg
     assert "annotations.json: id 3: field 'truth': 'No' is not one of ['no', 'yes']" in msg
     assert "query_all.json: id 10: no record with this id in annotations.json" in msg

@@ -94,10 +94,8 @@ def test_zero_denominators_give_zero():
     assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.0, 0.0, 0.0, 0.5)
 
 
-def test_malformed_label_file_names_file_line_and_field():
-    with pytest.raises(MMAlignError) as e:
-        pope.load(FIXTURES / "malformed" / "coco_pope_random.json")
-    msg = str(e.value)
+def test_malformed_label_file_names_file_line_and_field(load_error):
+    msg = load_error(pope.load, FIXTURES / "malformed" / "coco_pope_random.json")
     assert "3 problem(s)" in msg
     assert "coco_pope_random.json:2: field 'label': 'maybe' is not one of ['no', 'yes']" in msg
     assert "coco_pope_random.json:3: field 'text': missing" in msg

@@ -23,6 +23,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+from mmalign.data.records import raise_problems
 from mmalign.eval.official.files import read_tsv
 
 VERSION = "1"
@@ -34,6 +35,8 @@ _SEPARATORS = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
 
 def load(path: str | Path) -> list[dict]:
     rows = read_tsv(path, FIELDS)
+    raise_problems([f"{path}: row {i}: field 'index': {r['index']!r} is not an integer"
+                    for i, r in enumerate(rows) if not r["index"].isdigit()], rows, path)
     return [row | {"id": row["index"], "group": int(row["index"]) % 1_000_000, "options": options(row)}
             for row in rows]
 

@@ -96,7 +96,8 @@ def test_mmbench_circular_by_hand():
     assert m["l2_category"] == {"finegrained_perception": 1.0, "coarse_perception": 0.0}
 
 
-def test_mmbench_malformed():
-    with pytest.raises(MMAlignError) as e:
-        mmbench.load(FIXTURES / "malformed" / "mmbench_dev.tsv")
-    assert "mmbench_dev.tsv: row 0 (index 1): field 'answer': missing" in str(e.value)
+def test_mmbench_malformed(tmp_path, load_error):
+    msg = load_error(mmbench.load, FIXTURES / "malformed" / "mmbench_dev.tsv")
+    assert "mmbench_dev.tsv: row 0 (index 1): field 'answer': missing" in msg
+    (tmp_path / "bad.tsv").write_text("index\tquestion\tanswer\tA\tB\nq7\tWhy?\tA\tx\ty\n")
+    assert "bad.tsv: row 0: field 'index': 'q7' is not an integer" in load_error(mmbench.load, tmp_path / "bad.tsv")

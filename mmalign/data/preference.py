@@ -1,6 +1,6 @@
 """Preference records ``D = (x, I, y_w, y_l)``, their files, and DDPO token weights.
 
-Files are JSONL or parquet (read with ``datasets``), in one of two layouts, detected from the first record (TRL's
+Files are JSONL, a JSON array or parquet (``formats/rows.py``), in one of two layouts, detected from the first record (TRL's
 when its ``chosen`` is a message list):
 
 * **mmalign's own**: one object per record with the fields of ``PreferenceRecord``. ``images`` and
@@ -10,23 +10,25 @@ when its ``chosen`` is a message list):
   and ``rejected`` assistant message lists (their text is kept), images in an ``images`` (or ``image``) column;
   columns named like record fields are kept as such, other columns go to ``meta``.
 
-In both, ``chosen``/``rejected`` may be strings or assistant message lists, an image may also be bytes, a PIL
-image or a ``{"bytes", "path"}`` dict, and a message-list prompt must have one image block per image. Every
-problem is collected and reported at once as ``FILE:LINE: field 'x': what is wrong`` (parquet: the 1-based row
-stands for the line); nothing is skipped. Loaded images are RGB.
+In both, ``chosen``/``rejected`` may be strings or assistant message lists, an image may be any reference
+``formats/images.py`` reads (a path, URL, data URI, base64, bytes, a PIL image or a ``{"bytes", "path"}`` dict),
+and a message-list prompt must have one image block per image. Every problem is collected and reported at once
+as ``FILE:LINE: field 'x': what is wrong`` (parquet: the 1-based row stands for the line); nothing is skipped.
+Loaded images are RGB; ``read_preference_file`` and ``from_hf_dataset`` fetch URLs as they read, while the
+readers of ``mmalign.data.formats`` leave them to be fetched when opened. The readers of public formats build
+their records with ``records_from_fields``.
 """
 from __future__ import annotations
 
-import base64
-import io
 import itertools
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import datasets
-from PIL import Image
 
+from mmalign.data.formats.images import ImageSink, load_images, open_image
+from mmalign.data.formats.rows import read_rows
 from mmalign.data.records import raise_problems
 from mmalign.errors import MMAlignError
 
@@ -79,62 +81,77 @@ def ranked_to_pairs(prompt, images: list, responses: list[str], scores: list[flo
 # ---- reading ---------------------------------------------------------------------------------------------------
 
 def read_preference_file(path: str | Path) -> list[PreferenceRecord]:
-    """Every record of a JSONL or parquet file, validated, images loaded."""
+    """Every record of a JSONL, JSON-array or parquet file, validated, images loaded (URLs fetched)."""
     path = Path(path)
-    if not path.exists():
-        raise MMAlignError(f"data file not found: {path}")
-    problems = []
-    if path.suffix == ".parquet":
-        rows = [(f"{path}:{n}", f"{path.stem}-{n}", row)
-                for n, row in enumerate(datasets.Dataset.from_parquet(str(path)), start=1)]
-    else:
-        rows, problems = _jsonl_rows(path)
-    return _parse_rows(rows, path.parent, str(path), problems)
+    rows, problems = read_rows(path)
+    records, found = parse_rows(rows, path.parent)
+    return _opened(records, problems + found, str(path))
 
 
 def from_hf_dataset(ds: datasets.Dataset, root: str | Path = ".") -> list[PreferenceRecord]:
     """The records of an in-memory dataset (either layout); relative image paths resolve against ``root``."""
     rows = [(f"dataset row {i}", f"row-{i}", row) for i, row in enumerate(ds)]
-    return _parse_rows(rows, Path(root), "the dataset", [])
+    records, problems = parse_rows(rows, Path(root))
+    return _opened(records, problems, "the dataset")
 
 
-def _jsonl_rows(path: Path) -> tuple[list, list[str]]:
-    rows, problems = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"{path}:{n}", f"{path.stem}-{n}", json.loads(line)))
-        except json.JSONDecodeError as e:
-            problems.append(f"{path}:{n}: invalid JSON ({e.msg})")
-    return rows, problems
-
-
-def _parse_rows(rows: list, root: Path, source: str, problems: list[str]) -> list[PreferenceRecord]:
-    trl = next((isinstance(raw.get("chosen"), list) for _, _, raw in rows if isinstance(raw, dict)), False)
-    records, first_seen = [], {}
+def parse_rows(rows: list, root: Path, trl: bool | None = None) -> tuple[list[PreferenceRecord], list[str]]:
+    """The records of ``(where, default id, row)`` rows in mmalign's layout or TRL's (``trl=None``: TRL's when
+    the first record's ``chosen`` is a message list), and every problem found; URLs are left unfetched."""
+    if trl is None:
+        trl = next((isinstance(raw.get("chosen"), list) for _, _, raw in rows if isinstance(raw, dict)), False)
+    items, problems = [], []
     for where, default_id, raw in rows:
-        rec, found = _parse(raw, root, default_id, trl)
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: record is a {type(raw).__name__}, expected an object")
+            continue
+        items.append((where, default_id, _from_trl(raw) if trl else {k: v for k, v in raw.items() if v is not None}))
+    records, found = records_from_fields(items, root)
+    return records, problems + found
+
+
+def records_from_fields(items: list[tuple[str, str, dict]], root: Path) -> tuple[list[PreferenceRecord], list[str]]:
+    """Records from ``(where, default id, fields)``, the fields in mmalign's layout; every problem as
+    ``WHERE: field 'x': ...``; ids must be unique."""
+    return unique_records([(where, *_parse(f, root, default_id, where)) for where, default_id, f in items])
+
+
+def unique_records(built: list[tuple[str, object, list[str]]]) -> tuple[list, list[str]]:
+    """The records (anything with an ``id``) of ``(where, record or None, problems)``, each id kept once (a repeat
+    is a problem of its row), and every problem as ``WHERE: ...``."""
+    records, problems, first_seen = [], [], {}
+    for where, rec, found in built:
         if rec is not None and rec.id in first_seen:
-            found.append(f"field 'id': '{rec.id}' is already used at {first_seen[rec.id]}")
+            found = found + [f"field 'id': '{rec.id}' is already used at {first_seen[rec.id]}"]
         elif rec is not None:
             first_seen[rec.id] = where
+            records.append(rec)
         problems += [f"{where}: {p}" for p in found]
-        records.append(rec)
+    return records, problems
+
+
+def _opened(records: list[PreferenceRecord], problems: list[str], source: str) -> list[PreferenceRecord]:
+    """The records with every URL fetched, raising every problem met on the way."""
+    for rec in records:
+        for name in ("images", "corrupt_images"):
+            images = getattr(rec, name) or []
+            for k, image in enumerate(images):
+                try:
+                    images[k] = open_image(image)
+                except MMAlignError as e:
+                    problems.append(str(e))
     raise_problems(problems, records, source)
     return records
 
 
-def _parse(raw, root: Path, default_id: str, trl: bool) -> tuple[PreferenceRecord | None, list[str]]:
-    if not isinstance(raw, dict):
-        return None, [f"record is a {type(raw).__name__}, expected an object"]
-    f = _from_trl(raw) if trl else {k: v for k, v in raw.items() if v is not None}
+def _parse(f: dict, root: Path, default_id: str, where: str) -> tuple[PreferenceRecord | None, list[str]]:
+    f = {k: v for k, v in f.items() if v is not None}
     problems = [f"field '{k}': unknown (known: {', '.join(FIELDS)})" for k in f if k not in FIELDS]
     problems += _type_problems(f)
     images = {}
     for k in ("images", "corrupt_images"):
         if isinstance(f.get(k), list):
-            images[k], found = _load_images(f[k], root, k)
+            images[k], found = load_images(f[k], root, k, where)
             problems += found
     if problems:
         return None, problems
@@ -145,11 +162,12 @@ def _parse(raw, root: Path, default_id: str, trl: bool) -> tuple[PreferenceRecor
 
 
 def _from_trl(raw: dict) -> dict:
-    """TRL columns as record fields: an ``image`` column is a one-image ``images``; unknown columns go to meta."""
+    """TRL columns as record fields: an ``image`` column is a one-image ``images``; other columns go to meta
+    (a null column counts as absent)."""
     f = {k: v for k, v in raw.items() if k in FIELDS and v is not None}
     if "images" not in f and raw.get("image") is not None:
         f["images"] = [raw["image"]]
-    extra = {k: v for k, v in raw.items() if k not in FIELDS and k != "image"}
+    extra = {k: v for k, v in raw.items() if k not in FIELDS and k != "image" and v is not None}
     if extra:
         f["meta"] = {**f.get("meta", {}), **extra}
     return f
@@ -230,61 +248,20 @@ def _text(v: str | list[dict]) -> str:
                    "".join(b.get("text", "") for b in m["content"] if b.get("type") == "text") for m in v)
 
 
-# ---- images -------------------------------------------------------------------------------------------------
-
-def _load_images(refs: list, root: Path, name: str) -> tuple[list, list[str]]:
-    images, problems = [], []
-    for k, ref in enumerate(refs):
-        try:
-            images.append(_open_image(ref, root))
-        except FileNotFoundError as e:
-            problems.append(f"field '{name}': image {k}: file not found: {e.args[0]}")
-        except (OSError, ValueError) as e:
-            problems.append(f"field '{name}': image {k}: not a decodable image ({e})")
-        except TypeError:
-            problems.append(f"field '{name}': image {k}: a {type(ref).__name__}, "
-                            "expected a path, a data: URI, bytes or a PIL image")
-    return images, problems
-
-
-def _open_image(ref, root: Path) -> Image.Image:
-    if isinstance(ref, dict):  # datasets' undecoded Image feature
-        ref = ref.get("bytes") or ref.get("path")
-    if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
-    if isinstance(ref, str) and ref.startswith("data:"):
-        ref = base64.b64decode(ref.partition(",")[2], validate=True)
-    if isinstance(ref, bytes):
-        return Image.open(io.BytesIO(ref)).convert("RGB")
-    if not isinstance(ref, str):
-        raise TypeError(ref)
-    path = root / ref
-    if not path.is_file():
-        raise FileNotFoundError(str(path))
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
 # ---- writing ------------------------------------------------------------------------------------------------
 
 def write_preference_file(records: list[PreferenceRecord], path: str | Path) -> Path:
     """JSONL in mmalign's layout, images as PNG files in ``images/`` beside it (named after the file and the
-    record's position, so several files can share the folder). Reading it back gives equal records."""
+    record's position, so several files can share the folder; a URL stays a URL). Reading it back gives equal
+    records."""
     path = Path(path)
-    (path.parent / "images").mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink = ImageSink(path)
     with path.open("w") as out:
         for n, rec in enumerate(records):
             row = {f.name: getattr(rec, f.name) for f in fields(rec) if getattr(rec, f.name) is not None}
-            stem = f"images/{path.stem}-{n:06d}"
-            row["images"] = _save_images(rec.images, path.parent, stem)
+            row["images"] = sink.refs(rec.images, f"{n:06d}")
             if rec.corrupt_images is not None:
-                row["corrupt_images"] = _save_images(rec.corrupt_images, path.parent, stem + "-corrupt")
+                row["corrupt_images"] = sink.refs(rec.corrupt_images, f"{n:06d}-corrupt")
             out.write(json.dumps(row) + "\n")
     return path
-
-
-def _save_images(images: list, folder: Path, stem: str) -> list[str]:
-    names = [f"{stem}-{k}.png" for k in range(len(images))]
-    for img, name in zip(images, names):
-        img.save(folder / name)
-    return names

@@ -1,7 +1,9 @@
 """``mmalign <command>``: parse arguments, load the command's typed config, call one function.
 
 Every command takes ``[--config FILE] [key.sub=value ...]``; overrides beat the file, the file beats the
-defaults. Errors caused by input (a missing file, an unknown key, a bad record) print one line and exit 2.
+defaults; ``mmalign data`` (convert, validate and show data files) has arguments of its own
+(``data/formats/commands.py``). Errors caused by input (a missing file, an unknown key, a bad record) print one
+line and exit 2.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         c.add_argument("--config", "-c", help="YAML file of settings")
         c.add_argument("--out", help="shorthand for the command's output folder setting")
         c.add_argument("overrides", nargs="*", help="key.sub=value settings that beat the file")
+    sub.add_parser("data", help="convert, validate and show preference-data files (mmalign data --help)",
+                   add_help=False)
     show = sub.add_parser("config", help="print a command's resolved config")
     show.add_argument("action", choices=["show"])
     show.add_argument("target", choices=list(commands))
@@ -58,6 +62,10 @@ OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["data"]:  # subcommands of its own, outside the config machinery
+        from mmalign.data.formats.commands import main as data_main
+        return data_main(argv[1:])
     commands = _commands()
     parser = _parser(commands)
     # overrides may come after --config/--out, which plain argparse cannot split into one positional list

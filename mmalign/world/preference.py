@@ -51,10 +51,11 @@ class LabPairsConfig:
             raise ConfigError(f"lab.crop_scale: {self.crop_scale} is not [low, high] with 0 < low <= high <= 1")
 
 
-def lab_pairs(world: WorldConfig, cfg: LabPairsConfig) -> list[PreferenceRecord]:
+def lab_pairs(world: WorldConfig, cfg: LabPairsConfig, *, for_eval: bool = False) -> list[PreferenceRecord]:
     """``cfg.n`` pairs, pair i on scene i of ``cfg.split``; deterministic in (world, cfg), and the first k pairs
-    do not depend on ``n``."""
-    cfg.validate()
+    do not depend on ``n``. ``for_eval`` allows the test split (evaluation's reward-model pairs)."""
+    if not (for_eval and cfg.split == "test"):
+        cfg.validate()
     names = [t for t, w in cfg.tasks.items() if w > 0]
     p = np.asarray([cfg.tasks[t] for t in names], dtype=float)
     counts = {"caption": 0, "caption_minus": 0, "exist": 0}

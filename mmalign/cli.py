@@ -1,8 +1,9 @@
 """``mmalign <command>``: parse arguments, load the command's typed config, call one function.
 
 Every command takes ``[--config FILE] [key.sub=value ...]``; overrides beat the file, the file beats the
-defaults; ``mmalign data`` (convert, validate and show data files) has arguments of its own
-(``data/formats/commands.py``). Errors caused by input (a missing file, an unknown key, a bad record) print one
+defaults. ``mmalign data`` (convert, validate and show data files; ``data/formats/commands.py``), ``mmalign serve``
+(an OpenAI-compatible endpoint for a model folder; ``serve.py``) and ``mmalign compare`` (eval runs side by side)
+have arguments of their own. Errors caused by input (a missing file, an unknown key, a bad record) print one
 line and exit 2.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from mmalign.config import load_config, to_yaml
 from mmalign.errors import MMAlignError
@@ -20,6 +21,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
     # Imported here so `mmalign --help` and config errors stay fast.
     from mmalign.eval.lab import LabEvalConfig
     from mmalign.eval.runner import run_eval
+    from mmalign.judge.ask import JudgeAskConfig, ask_judge
     from mmalign.quickstart import QuickstartConfig, quickstart
     from mmalign.train.base import BaseModelConfig, train_base_model
     from mmalign.train.preference import PreferenceConfig, run_preference
@@ -33,7 +35,8 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
         "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
-        "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks"),
+        "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks (the six dimensions)"),
+        "judge": (JudgeAskConfig, ask_judge, "ask an OpenAI-compatible judge one question; prints the judgement"),
     }
 
 
@@ -44,10 +47,17 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_)
         if name == "world":
             c.add_argument("action", choices=["build"])
+        if name == "eval":
+            c.add_argument("--model", help="shorthand for model=DIR")
+            c.add_argument("--tasks", help="comma-separated tasks, shorthand for tasks=[...]")
         c.add_argument("--config", "-c", help="YAML file of settings")
         c.add_argument("--out", help="shorthand for the command's output folder setting")
         c.add_argument("overrides", nargs="*", help="key.sub=value settings that beat the file")
     sub.add_parser("data", help="convert, validate and show preference-data files (mmalign data --help)",
+                   add_help=False)
+    sub.add_parser("serve", help="OpenAI-compatible endpoint for a local model folder, on 127.0.0.1 by default "
+                   "(mmalign serve --help)", add_help=False)
+    sub.add_parser("compare", help="eval runs side by side with differences (mmalign compare RUN RUN ... --out DIR)",
                    add_help=False)
     show = sub.add_parser("config", help="print a command's resolved config")
     show.add_argument("action", choices=["show"])
@@ -66,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["data"]:  # subcommands of its own, outside the config machinery
         from mmalign.data.formats.commands import main as data_main
         return data_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        from mmalign.serve import serve_main
+        return serve_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        return _compare(argv[1:])
     commands = _commands()
     parser = _parser(commands)
     # overrides may come after --config/--out, which plain argparse cannot split into one positional list
@@ -83,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cls, run, _ = commands[args.command]
         overrides = list(args.overrides) + ([f"{OUT_KEYS[args.command]}={args.out}"] if args.out else [])
+        if args.command == "eval":
+            overrides += ([f"model={args.model}"] if args.model else []) + (
+                [f"tasks=[{args.tasks}]"] if args.tasks else [])
         result = run(load_config(cls, args.config, overrides))
         if result is not None:
             print(json.dumps(result, indent=2, default=str))
@@ -93,6 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _compare(argv: list[str]) -> int:
+    from mmalign.eval.report import compare
+    p = argparse.ArgumentParser(prog="mmalign compare", description="Eval runs side by side, with differences "
+                                "from the first run (Markdown, HTML and plots).")
+    p.add_argument("runs", nargs="+", help="eval output folders (or their results.json)")
+    p.add_argument("--out", default="runs/compare")
+    args = p.parse_args(argv)
+    try:
+        print(compare(args.runs, args.out))
+        return 0
+    except MMAlignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

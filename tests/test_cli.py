@@ -7,7 +7,8 @@ import pytest
 
 
 def mmalign(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mmalign", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "mmalign", *args], check=False, capture_output=True, text=True,
+                          cwd=cwd,
                           timeout=300)
 
 
@@ -63,3 +64,20 @@ def test_config_show_prints_the_resolved_config(tmp_path):
     assert "lr: 0.01" in r.stdout and "max_steps: 9" in r.stdout
     r = mmalign("config", "show", "world", "out=x")
     assert r.returncode == 0 and "out: x" in r.stdout
+
+
+def test_compare_and_eval_shorthands(tmp_path):
+    for name, chair in (("base", 0.2), ("dpo", 0.15)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"caption": {"chair_i": chair}}))
+    r = mmalign("compare", str(tmp_path / "base"), str(tmp_path / "dpo"), "--out", str(tmp_path / "cmp"))
+    assert r.returncode == 0, r.stderr
+    assert "| CHAIR-i | 0.200 | 0.150 (-0.050) |" in (tmp_path / "cmp" / "report.md").read_text()
+    one_line_error(mmalign("compare", str(tmp_path / "base"), str(tmp_path / "gone")), "gone")
+    one_line_error(mmalign("eval", "--model", str(tmp_path / "no-model"), "--tasks", "caption,exist"), "no-model")
+    one_line_error(mmalign("eval", "--model", str(tmp_path / "base"), "--tasks", "captoin"), "captoin")
+
+
+def test_serve_refuses_a_remote_bind_unless_asked(tmp_path):
+    r = mmalign("serve", "--model", str(tmp_path), "--host", "0.0.0.0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "allow_remote" in r.stderr

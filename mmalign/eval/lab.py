@@ -10,10 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
-from mmalign.models.inputs import build_inputs
+from mmalign.models.generate import sample_responses
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.scoring import aggregate, mentioned_objects, score_example
 from mmalign.world.tasks import EXIST_SPLITS, TASKS, make_example
@@ -45,27 +42,11 @@ def lab_examples(cfg: LabEvalConfig) -> list[dict]:
     return examples
 
 
-@torch.no_grad()
 def generate(model, processor, examples: list[dict], batch_size: int = 64, desc: str = "generate") -> list[str]:
-    """Greedy responses, batched by task so each batch stops at its task's answer length."""
-    model.eval()
-    tokenizer = processor.tokenizer
-    order = sorted(range(len(examples)), key=lambda i: (examples[i]["task"], len(examples[i]["images"])))
-    out: list[str] = [""] * len(examples)
-    bar = tqdm(total=len(examples), desc=desc, unit="ex")
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = [examples[i] for i in idx]
-        tasks = {e["task"] for e in batch}
-        inputs = build_inputs(processor, batch, for_generation=True)
-        gen = model.generate(**inputs, do_sample=False, max_new_tokens=max(MAX_NEW_TOKENS.get(t, 4) for t in tasks),
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(gen[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        for i, t in zip(idx, texts):
-            out[i] = t.strip()
-        bar.update(len(idx))
-    bar.close()
-    return out
+    """Greedy responses; each task stops at its answer length (``MAX_NEW_TOKENS``)."""
+    samples = sample_responses(model, processor, examples, temperature=0.0, batch_size=batch_size, desc=desc,
+                               max_new_tokens=lambda e: MAX_NEW_TOKENS.get(e["task"], 4))
+    return [texts[0] for texts in samples.texts]
 
 
 def partner_rates(world: WorldConfig, examples: list[dict], responses: list[str]) -> dict:

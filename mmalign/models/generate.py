@@ -1,0 +1,138 @@
+"""Generation: batched sampling (greedy as its temperature-0 case) and next-token answer probabilities.
+
+Sampling runs Hugging Face ``generate`` (KV cache, its temperature and top-p warpers, its stop at the end-of-turn
+token) with the draw itself made by the Gumbel-max trick: ``argmax_v(s_v + g_v)`` with ``g_v`` standard Gumbel
+noise is a draw from ``softmax(s)`` — the distribution ``do_sample=True`` draws from. The noise comes from one
+generator per row, seeded by ``(seed, prompt index, sample index)``, so sample ``k`` of prompt ``i`` is the same
+whatever the batch size or the other prompts in its batch (RLAIF-V samples its candidates "with different seeds
+under the same decoding setup"; here each candidate has its own). ``torch.multinomial`` over a batch would tie
+every sample to its batch-mates.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers.generation import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from mmalign.errors import MMAlignError
+from mmalign.models.inputs import build_inputs
+
+
+@dataclass
+class Samples:
+    """``n`` completions per prompt, in the prompts' order. ``token_ids`` are the generated ids up to and
+    including the end-of-turn token; ``stopped`` is False where a completion ran into ``max_new_tokens``."""
+    texts: list[list[str]]
+    token_ids: list[list[list[int]]]
+    stopped: list[list[bool]]
+
+    @property
+    def lengths(self) -> list[list[int]]:
+        return [[len(ids) for ids in row] for row in self.token_ids]
+
+
+class RowGumbelNoise(LogitsProcessor):
+    """Adds standard Gumbel noise ``-log(E)``, ``E ~ Exp(1)``, drawn for each row from that row's generator."""
+
+    def __init__(self, generators: list[torch.Generator]):
+        self.generators = generators
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        noise = torch.stack([torch.empty(scores.shape[1], device=scores.device).exponential_(generator=g)
+                             for g in self.generators])
+        # E = 0 would give +inf, and +inf on a token top-p set to -inf gives NaN
+        return scores - noise.clamp_min_(torch.finfo(noise.dtype).tiny).log()
+
+
+def row_seed(seed: int, prompt: int, sample: int) -> int:
+    return int(np.random.SeedSequence([seed, prompt, sample]).generate_state(1, dtype=np.uint64)[0])
+
+
+@torch.no_grad()
+def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temperature: float = 1.0,
+                     top_p: float = 1.0, max_new_tokens: int | Callable[[dict], int] = 64, seed: int = 0,
+                     batch_size: int = 64, desc: str | None = "sample") -> Samples:
+    """``n`` completions of each example's prompt (``examples`` as ``build_inputs`` takes them).
+
+    Each prompt becomes ``n`` rows of the batch (``batch_size`` counts rows). ``temperature=0`` is greedy decoding
+    (no noise, no warpers); otherwise logits are divided by ``temperature``, cut to the top-``top_p`` nucleus and
+    sampled as the module docstring says. Rows are ordered by (task, number of images) so that a batch holds
+    similar prompts; a callable ``max_new_tokens`` gives each example its budget and a batch runs to the largest
+    of its rows'. Generation stops at the tokenizer's end-of-turn (``eos``) token. ``desc=None`` hides the
+    progress bar.
+    """
+    if n < 1 or temperature < 0 or not 0 < top_p <= 1:
+        raise MMAlignError(f"sampling: need n >= 1, temperature >= 0 and 0 < top_p <= 1 "
+                           f"(got n={n}, temperature={temperature}, top_p={top_p})")
+    budget = max_new_tokens if callable(max_new_tokens) else lambda _: max_new_tokens
+    order = sorted(range(len(examples)), key=lambda i: (examples[i].get("task", ""), len(examples[i]["images"])))
+    rows = [(i, k) for i in order for k in range(n)]
+    tokenizer = processor.tokenizer
+    ids: list[list[list[int]]] = [[[] for _ in range(n)] for _ in examples]
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(rows), desc=desc, unit="sample", disable=desc is None)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        batch = [examples[i] for i, _ in chunk]
+        inputs = build_inputs(processor, batch, for_generation=True).to(model.device)
+        gen = model.generate(**inputs, do_sample=False, max_new_tokens=max(budget(e) for e in batch),
+                             logits_processor=_warpers(temperature, top_p, chunk, seed, model.device),
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        for (i, k), row in zip(chunk, gen[:, inputs["input_ids"].shape[1]:].tolist()):
+            ids[i][k] = _until_eos(row, tokenizer.eos_token_id)
+        bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    texts = [[tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in ids]
+    stopped = [[bool(t) and t[-1] == tokenizer.eos_token_id for t in row] for row in ids]
+    return Samples(texts=texts, token_ids=ids, stopped=stopped)
+
+
+def _warpers(temperature: float, top_p: float, chunk: list[tuple[int, int]], seed: int,
+             device: torch.device) -> LogitsProcessorList:
+    if temperature == 0:
+        return LogitsProcessorList()
+    generators = [torch.Generator(device=device).manual_seed(row_seed(seed, i, k)) for i, k in chunk]
+    nucleus = [TopPLogitsWarper(top_p)] if top_p < 1 else []
+    return LogitsProcessorList([TemperatureLogitsWarper(temperature), *nucleus, RowGumbelNoise(generators)])
+
+
+def _until_eos(row: list[int], eos: int) -> list[int]:
+    return row[:row.index(eos) + 1] if eos in row else row
+
+
+@torch.no_grad()
+def answer_probs(model, processor, examples: list[dict], options: dict[str, list[str]], *,
+                 batch_size: int = 64) -> list[dict[str, float]]:
+    """For each prompt, the probability of each option as the answer's first token: ``P(option) = sum`` over the
+    option's spellings of the next-token probability after the generation prompt (RLAIF-V reads
+    ``P("yes") + P("Yes")`` against ``P("no") + P("No")`` this way). Spellings that are not one token are skipped;
+    an option with none raises ``MMAlignError``."""
+    token_sets = {name: _single_tokens(processor.tokenizer, spellings) for name, spellings in options.items()}
+    out = []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(examples), batch_size):
+        inputs = build_inputs(processor, examples[start:start + batch_size], for_generation=True).to(model.device)
+        probs = model(**inputs).logits[:, -1].float().softmax(-1)
+        out += [{name: float(p[list(toks)].sum()) for name, toks in token_sets.items()} for p in probs]
+    model.train(was_training)
+    return out
+
+
+def _single_tokens(tokenizer, spellings: list[str]) -> set[int]:
+    ids = [tokenizer.encode(s, add_special_tokens=False) for s in spellings]
+    found = {t[0] for t in ids if len(t) == 1 and t[0] != tokenizer.unk_token_id}
+    if not found:
+        raise MMAlignError(f"none of {spellings} is a single token of the tokenizer")
+    return found

@@ -3,6 +3,7 @@
     mmalign data convert IN OUT --to FMT [--from FMT]      # --from is detected when omitted
     mmalign data validate FILE [--format FMT]              # every problem, one a line; exit 1 when any
     mmalign data show FILE [--out PAGE.html] [--limit N] [--format FMT]
+    mmalign data build --recipe NAME [--config FILE] [--out DIR] [key=value ...]   # construct/recipes.py
 
 Input errors (a missing file, an unknown format, records a format cannot hold) print one ``error:`` message and
 exit 2, as the other commands do.
@@ -37,12 +38,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="default: FILE with the suffix .html")
     s.add_argument("--limit", type=int, default=50, help="records shown (default 50)")
     s.add_argument("--format", choices=names, metavar="FMT", help="default: detected")
+    b = sub.add_parser("build", help="construct lab preference pairs with a named recipe (mdpo, povid, rlaif_v, ...)")
+    b.add_argument("--recipe", help="a recipe name (shorthand for recipe=NAME)")
+    b.add_argument("--config", "-c", help="YAML file of RecipeConfig settings")
+    b.add_argument("--out", help="output folder (shorthand for out=DIR)")
+    b.add_argument("overrides", nargs="*", help="key.sub=value settings")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.action == "build":
+            import json
+
+            from mmalign.config import load_config
+            from mmalign.construct.recipes import RecipeConfig, build_recipe
+            overrides = list(args.overrides) + [f"{k}={v}" for k, v in (("recipe", args.recipe), ("out", args.out)) if v]
+            print(json.dumps(build_recipe(load_config(RecipeConfig, args.config, overrides)), indent=2))
+            return 0
         if args.action == "convert":
             fmt, n = convert(args.input, args.output, args.to, args.source_format)
             print(f"wrote {n} record(s) from {args.input} ({fmt}) to {args.output} ({args.to})")

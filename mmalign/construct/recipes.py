@@ -36,7 +36,12 @@ from mmalign.construct.corrupt import corrupt
 from mmalign.construct.multi_image import LAYOUTS, lab_mia_pair
 from mmalign.construct.sample import SamplingConfig, self_annotate
 from mmalign.construct.scorers import make_scorer, model_labeller
-from mmalign.construct.text import INJECTIONS, inject_negative, lab_rewriter, rewrite_negative
+from mmalign.construct.text import (
+    INJECTIONS,
+    inject_negative,
+    lab_rewriter,
+    rewrite_negative,
+)
 from mmalign.data.preference import PreferenceRecord, write_preference_file
 from mmalign.errors import ConfigError
 from mmalign.eval import lab_judge

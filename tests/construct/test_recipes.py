@@ -72,9 +72,9 @@ def test_mia_and_adpo_shapes(built):
     clean = {r.id[:-len("-clean")]: r for r in adpo if r.id.endswith("-clean")}
     adv = {r.id[:-len("-adv")]: r for r in adpo if r.id.endswith("-adv")}
     assert clean.keys() == adv.keys()
-    for k in clean:   # the same pair, under the clean image and under the attacked one
-        assert clean[k].rejected == adv[k].rejected == clean[k].meta["y_adv"]
-        assert clean[k].images[0].tobytes() != adv[k].images[0].tobytes()
+    for k, c in clean.items():   # the same pair, under the clean image and under the attacked one
+        assert c.rejected == adv[k].rejected == c.meta["y_adv"]
+        assert c.images[0].tobytes() != adv[k].images[0].tobytes()
 
 
 def test_unknown_recipe_is_named():

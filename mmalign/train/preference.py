@@ -16,7 +16,6 @@ from typing import Literal
 
 import torch
 
-from mmalign.data.collate import collate_preference
 from mmalign.data.preference import read_preference_file
 from mmalign.data.sampling import shuffled
 from mmalign.errors import MMAlignError
@@ -24,9 +23,16 @@ from mmalign.losses import PREFERENCE_LOSSES, LossSpec, check_loss_settings
 from mmalign.losses.state import RunningMean
 from mmalign.models.inputs import build_inputs
 from mmalign.models.load import ModelConfig, load_model
-from mmalign.models.logprobs import preference_logps, weighted_nll
+from mmalign.models.logprobs import weighted_nll
 from mmalign.train.loop import TrainConfig, train
-from mmalign.train.reference import ReferenceCache, adapters_disabled, data_fingerprint, frozen_copy, model_fingerprint
+from mmalign.train.reference import (
+    ReferenceCache,
+    adapters_disabled,
+    data_fingerprint,
+    frozen_copy,
+    logps_path,
+    model_fingerprint,
+)
 from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import mixed_example
@@ -57,6 +63,9 @@ class PreferenceDataConfig:
     # score y_w's end-of-turn token under the corrupted image I' too (mDPO's and Image-DPO's image term; the
     # official mDPO code does). Off: the term cannot teach the policy to stop ending its answers (collate_preference).
     corrupt_eot: bool = False
+    # prefix-shared packing: [images + prompt | y_w | y_l] in one row, images and prompt run once per pair
+    # (mmalign.data.pack, mmalign.models.packed); the same log-probs as the concatenated batch, to float rounding
+    packed: bool = False
 
 
 @dataclass
@@ -122,10 +131,11 @@ class Step:
         self.sft_index = 0
 
     def logps(self, model, records):
-        batch = collate_preference(self.processor, records, self.views, **self.collate_kw,
-                                   kl_partners=[self.partners[r.id] for r in records])
+        collate, score = logps_path(self.cfg.data.packed)
+        batch = collate(self.processor, records, self.views, **self.collate_kw,
+                        kl_partners=[self.partners[r.id] for r in records])
         batch = batch.to(next(model.parameters()).device)
-        policy = preference_logps(model, batch, noise=self.spec.needs_noise_image)
+        policy = score(model, batch, noise=self.spec.needs_noise_image)
         ref = self.reference(batch) if self.spec.needs_reference or self.spec.needs_kl_logratio else None
         return batch, policy, ref
 
@@ -188,11 +198,12 @@ def make_reference(cfg: PreferenceConfig, model, processor, spec: LossSpec, reco
         net = frozen_copy(model)
         ctx = contextlib.nullcontext
     noise = spec.needs_noise_image
+    score = logps_path(cfg.data.packed)[1]
 
     if not cfg.ref_cache:
         def live(batch):
             with torch.no_grad(), ctx(net) as m:
-                return preference_logps(m, batch, noise=noise)
+                return score(m, batch, noise=noise)
         return live
     views = views_for(spec)
     collate_kw = collate_settings(cfg, spec)
@@ -200,7 +211,7 @@ def make_reference(cfg: PreferenceConfig, model, processor, spec: LossSpec, reco
     path = Path(os.path.expanduser(cfg.cache_dir)) / f"ref-{key}.safetensors"
     with ctx(net) as m:
         cache = ReferenceCache.load_or_compute(path, m, processor, records, views, batch_size=cfg.train.batch_size,
-                                               noise=noise, **collate_kw,
+                                               noise=noise, packed=cfg.data.packed, **collate_kw,
                                                kl_partners=[partners[r.id] for r in records])
     return lambda batch: cache.lookup(batch.ids)
 

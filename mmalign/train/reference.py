@@ -19,11 +19,19 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from mmalign.data.collate import collate_preference
+from mmalign.data.pack import collate_packed
 from mmalign.models.logprobs import preference_logps
+from mmalign.models.packed import packed_logps
 from mmalign.types import PreferenceLogps, SeqLogps
 
 FIELDS = ("sum", "count", "weighted", "weight_sum")
 VIEW_FIELDS = ("chosen", "rejected", "chosen_corrupt", "noise", "kl")
+
+
+def logps_path(packed: bool):
+    """``(collate, score)``: the concatenated batch and forward, or the prefix-shared packed ones
+    (``data.packed``). Both give the same ``PreferenceLogps``, so the cache key leaves the choice out."""
+    return (collate_packed, packed_logps) if packed else (collate_preference, preference_logps)
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -72,16 +80,17 @@ def _to_rows(logps: PreferenceLogps) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def compute_reference(ref_model, processor, records: list, views: tuple[str, ...], *, batch_size: int,
                       noise: bool, kl_partners: list | None = None, desc: str = "reference log-probs",
-                      **collate_kw) -> dict[str, torch.Tensor]:
+                      packed: bool = False, **collate_kw) -> dict[str, torch.Tensor]:
     """Reference reductions for every record, stacked in record order: ``{"chosen.sum": (N,), ...}``;
     ``collate_kw`` as the trainer collates its batches (token weights, max length, ...)."""
+    collate, score = logps_path(packed)
     parts: dict[str, list] = {}
     device = next(ref_model.parameters()).device
     for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch"):
         end = start + batch_size
-        batch = collate_preference(processor, records[start:end], views, **collate_kw,
-                                   kl_partners=kl_partners[start:end] if kl_partners else None).to(device)
-        for k, v in _to_rows(preference_logps(ref_model, batch, noise=noise)).items():
+        batch = collate(processor, records[start:end], views, **collate_kw,
+                        kl_partners=kl_partners[start:end] if kl_partners else None).to(device)
+        for k, v in _to_rows(score(ref_model, batch, noise=noise)).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
 

@@ -1,0 +1,203 @@
+"""Rollouts: G sampled completions per prompt as token ids, response masks, old log-probs and the images they saw.
+
+Layout. Row ``i * G + k`` is completion ``k`` of prompt ``i``: the G completions of a prompt are consecutive rows, as
+``advantages.grouped`` expects. Response tensors are ``(B, T)``, ``T`` the longest response of the rollout, padded on
+the right; ``mask`` is 1 on response tokens, the last of which is the end-of-turn token when the completion stopped
+by itself and the last allowed token when it ran into ``max_new_tokens`` (``stopped`` tells which).
+
+Teacher-forced layout. ``teacher_forced_inputs`` lays each row out as ``[prompt_i | response_i | pad]``, padded on
+the right as ``build_inputs`` lays out training rows, so every row starts at position 0 without explicit position ids
+(LLaVA's 1-D positions and Qwen2-VL's M-RoPE alike). Response token ``j`` of row ``i`` sits at column ``p_i + j`` and
+is predicted from column ``p_i + j - 1``; ``response_forward`` gathers exactly those columns.
+
+Old log-probs, ``l_old(y_t) = log pi_old(y_t | I, x, y_<t)``, come from one teacher-forced forward of the policy in
+eval mode without gradient, as TRL's GRPO (``old_per_token_logps``) and verl (``compute_log_prob``) recompute them,
+not from ``generate``'s scores: those are the *processed* logits (divided by the temperature, cut to the top-p
+nucleus and, in ``sample_responses``, with the Gumbel noise of the draw added), not ``log pi_theta``; and the policy
+loss later scores the same rows with the same full forward, so the first update's ratio ``exp(l_theta - l_old)`` is
+1 up to float rounding and any departure from 1 is a real change of the policy. The price is one forward per rollout.
+
+Backends (``RolloutEngine``): ``HFEngine`` samples with ``models.generate.sample_responses`` (Hugging Face
+``generate`` with its KV cache, temperature and top-p, a seed per row, stop at end-of-turn). A vLLM backend is not
+part of this module: it would need the policy's weights pushed into the vLLM engine after every update, whose API
+differs between vLLM versions, and neither vLLM nor a GPU is available to test it (see ``docs`` of the RL trainer).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from transformers import BatchFeature
+
+from mmalign.models.generate import Samples, sample_responses
+from mmalign.models.inputs import TOKEN_KEYS, prompt_text
+from mmalign.models.logprobs import IGNORE, token_logps
+from mmalign.rl.policy_losses import token_entropy
+
+
+@dataclass
+class Rollout:
+    """``B = prompts * group_size`` completions (module docstring for the layout).
+
+    examples:      ``B`` example dicts, each prompt's repeated ``group_size`` times (``images``, ``prompt`` and the
+                   ground truth the rewards read).
+    texts:         ``B`` decoded completions, special tokens skipped.
+    response_ids:  ``(B, T)`` long, the pad id after each response.
+    mask:          ``(B, T)`` bool, True on response tokens.
+    stopped:       ``(B,)`` bool, the completion ended with the end-of-turn token.
+    old_logps:     ``(B, T)`` float, ``l_old(y_t)``, 0 on padding.
+    """
+
+    examples: list[dict]
+    texts: list[str]
+    response_ids: torch.Tensor
+    mask: torch.Tensor
+    stopped: torch.Tensor
+    old_logps: torch.Tensor
+    group_size: int
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(B,)`` response tokens per row, the end-of-turn token included."""
+        return self.mask.sum(1)
+
+    def select(self, rows: Sequence[int]) -> Rollout:
+        """The rows ``rows`` (whole groups, to keep the layout), in that order."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long)
+        return Rollout([self.examples[i] for i in idx.tolist()], [self.texts[i] for i in idx.tolist()],
+                       self.response_ids[idx], self.mask[idx], self.stopped[idx], self.old_logps[idx],
+                       self.group_size)
+
+
+def cat_rollouts(parts: Sequence[Rollout], pad_id: int) -> Rollout:
+    """Rows of several rollouts (same group size) in order, response tensors padded to the widest."""
+    width = max(p.mask.shape[1] for p in parts)
+
+    def pad(x: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+    return Rollout([e for p in parts for e in p.examples], [t for p in parts for t in p.texts],
+                   torch.cat([pad(p.response_ids, pad_id) for p in parts]), torch.cat([pad(p.mask, False) for p in parts]),
+                   torch.cat([p.stopped for p in parts]), torch.cat([pad(p.old_logps, 0.0) for p in parts]),
+                   parts[0].group_size)
+
+
+class RolloutEngine(Protocol):
+    """Draws ``n`` completions of each example's prompt; ``seed`` fixes the draws (sample ``k`` of prompt ``i`` is
+    a function of ``(seed, i, k)`` and the weights only)."""
+
+    def sample(self, examples: list[dict], *, n: int, seed: int) -> Samples: ...
+
+
+@dataclass
+class HFEngine:
+    """Sampling with Hugging Face ``generate`` on the policy itself (``sample_responses``): always the current
+    weights, nothing to synchronise."""
+
+    model: torch.nn.Module
+    processor: object
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    batch_size: int = 64
+
+    def sample(self, examples: list[dict], *, n: int, seed: int) -> Samples:
+        return sample_responses(self.model, self.processor, examples, n=n, temperature=self.temperature,
+                                top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed,
+                                batch_size=self.batch_size, desc=None)
+
+
+def teacher_forced_inputs(processor, examples: list[dict], response_ids: torch.Tensor,
+                          mask: torch.Tensor) -> tuple[BatchFeature, torch.Tensor]:
+    """``[prompt_i | response_i | pad]`` rows for one forward (module docstring) and the prompt lengths ``(B,)``
+    (image tokens included). The prompt is processed as ``build_inputs`` processes it for generation (chat template,
+    images, image-token expansion), so the tokens are those ``generate`` continued."""
+    images = [list(ex["images"]) for ex in examples]
+    batch = processor(images=images if any(images) else None, text=[prompt_text(processor, ex) for ex in examples],
+                      padding=True, padding_side="right", return_tensors="pt")
+    prompt_len = batch["attention_mask"].sum(1)
+    total = prompt_len + mask.sum(1)
+    pos = torch.arange(int(total.max()))[None]
+    inside = pos < total[:, None]
+    in_response = (pos >= prompt_len[:, None]) & inside
+    resp_col = (pos - prompt_len[:, None]).clamp(0, response_ids.shape[1] - 1)
+    prompt_ids = batch["input_ids"].gather(1, pos.expand(len(examples), -1).clamp(max=batch["input_ids"].shape[1] - 1))
+    ids = torch.where(in_response, response_ids.gather(1, resp_col), prompt_ids)
+    out = {k: v for k, v in batch.items() if k not in TOKEN_KEYS}
+    out["input_ids"] = ids.masked_fill(~inside, processor.tokenizer.pad_token_id)
+    out["attention_mask"] = inside.long()
+    if "mm_token_type_ids" in batch:   # response tokens are text
+        types = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, ids.shape[1] - batch["input_ids"].shape[1]))
+        out["mm_token_type_ids"] = types.masked_fill(~inside | in_response, 0)
+    return BatchFeature(out), prompt_len
+
+
+@dataclass
+class Forward:
+    """The model on a rollout's rows, response-aligned ``(B, T)``: ``logps`` (0 on padding), ``entropies`` (when
+    asked) and ``values`` (when asked: the model's ``values`` output, a value head's ``V`` at the columns that
+    predict each response token, i.e. of the state before each token)."""
+
+    logps: torch.Tensor
+    entropies: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+
+def response_forward(model, processor, examples: list[dict], response_ids: torch.Tensor, mask: torch.Tensor, *,
+                     entropies: bool = False, values: bool = False) -> Forward:
+    """One teacher-forced forward of ``model`` (the policy, or ``value.ActorCritic`` for ``values``); gradient
+    flows unless the caller disables it.
+
+    ``l(y_j)`` of row ``i`` is ``token_logps`` (the library's one shift and log-softmax) at column ``p_i + j - 1``;
+    ``H_j = -sum_v p_v log p_v`` of the distribution there (``policy_losses.token_entropy``)."""
+    inputs, prompt_len = teacher_forced_inputs(processor, examples, response_ids, mask)
+    inputs = inputs.to(next(model.parameters()).device)
+    out = model(**inputs)
+    width = out.logits.shape[1]
+    pos = torch.arange(width, device=out.logits.device)[None]
+    plen = prompt_len.to(pos.device)[:, None]
+    m = mask.to(pos.device)
+    labels = inputs["input_ids"].masked_fill((pos < plen) | (pos >= plen + m.sum(1, keepdim=True)), IGNORE)
+    logp, _ = token_logps(out.logits, labels)
+    index = (plen - 1 + torch.arange(mask.shape[1], device=pos.device)[None]).clamp(max=width - 2)
+    result = Forward(logp.gather(1, index) * m)
+    if entropies:
+        picked = out.logits[:, :-1].gather(1, index[..., None].expand(-1, -1, out.logits.shape[-1]))
+        result.entropies = token_entropy(picked.float()) * m
+    if values:
+        result.values = out["values"].gather(1, index) * m
+    return result
+
+
+@torch.no_grad()
+def score_rows(model, processor, rollout: Rollout, *, batch_size: int) -> torch.Tensor:
+    """``(B, T)`` log-probs of the rollout's responses under ``model`` in eval mode, ``batch_size`` rows per forward
+    (the old log-probs of the policy, or the reference's)."""
+    was_training = model.training
+    model.eval()
+    parts = [response_forward(model, processor, rollout.examples[s:s + batch_size],
+                              rollout.response_ids[s:s + batch_size], rollout.mask[s:s + batch_size]).logps.float()
+             for s in range(0, len(rollout.examples), batch_size)]
+    model.train(was_training)
+    return torch.cat(parts).cpu()
+
+
+def make_rollout(engine: RolloutEngine, model, processor, examples: list[dict], *, group_size: int, seed: int,
+                 batch_size: int = 64) -> Rollout:
+    """``group_size`` completions of each example from ``engine``, with the old log-probs of ``model`` (the policy
+    that sampled them)."""
+    samples = engine.sample(examples, n=group_size, seed=seed)
+    rows = [ids for per_prompt in samples.token_ids for ids in per_prompt]
+    width = max(1, max(len(r) for r in rows))
+    pad = processor.tokenizer.pad_token_id
+    response_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[j < len(r) for j in range(width)] for r in rows])
+    rollout = Rollout([ex for ex in examples for _ in range(group_size)],
+                      [t for per_prompt in samples.texts for t in per_prompt], response_ids, mask,
+                      torch.tensor([s for per_prompt in samples.stopped for s in per_prompt]),
+                      torch.zeros(mask.shape), group_size)
+    rollout.old_logps = score_rows(model, processor, rollout, batch_size=batch_size)
+    return rollout
+

@@ -17,10 +17,15 @@ nucleus and, in ``sample_responses``, with the Gumbel noise of the draw added), 
 loss later scores the same rows with the same full forward, so the first update's ratio ``exp(l_theta - l_old)`` is
 1 up to float rounding and any departure from 1 is a real change of the policy. The price is one forward per rollout.
 
-Backends (``RolloutEngine``): ``HFEngine`` samples with ``models.generate.sample_responses`` (Hugging Face
-``generate`` with its KV cache, temperature and top-p, a seed per row, stop at end-of-turn). A vLLM backend is not
-part of this module: it would need the policy's weights pushed into the vLLM engine after every update, whose API
-differs between vLLM versions, and neither vLLM nor a GPU is available to test it (see ``docs`` of the RL trainer).
+Backends (``RolloutEngine``): an engine only draws token ids (``sample``); the old log-probs always come from the
+training policy (``score_rows``), so a backend cannot change what the loss sees. ``HFEngine`` samples with
+``models.generate.sample_responses`` (Hugging Face ``generate`` with its KV cache, temperature and top-p, a seed per
+row, stop at end-of-turn). There is no vLLM backend yet: it needs the policy's weights pushed into the vLLM engine
+after every update, an API that differs between vLLM versions, and neither vLLM nor a GPU is here to test one. What
+it must do with the prompt: pass the chat-template *text* (``prompt_text``), which holds one unexpanded image
+placeholder per image, with the PIL images as ``multi_modal_data={"image": images}``; vLLM's own processor expands
+each placeholder into that image's tokens. Passing our processor's ``input_ids`` (already expanded) together with the
+images would expand them a second time.
 """
 from __future__ import annotations
 

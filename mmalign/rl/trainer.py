@@ -33,7 +33,9 @@ token), ``rollout/kl`` (KL of the rollout to the reference), ``ds/kept_share``, 
 ``mmalign.world.scoring`` (``eval/<task>/<metric>``) and by the rewards (``eval/reward``).
 
 Not in this trainer: PRIME (its implicit PRM needs a second trained model) and a vLLM rollout backend
-(``rollout`` module docstring).
+(``rollout`` module docstring). Lab result, one seed: GRPO with
+``configs/rl/grpo_count.yaml`` (60 RL steps, about 2 minutes on one CPU thread) takes held-out counting accuracy
+(200 test-split examples, greedy) from 0.900 to 0.925.
 """
 from __future__ import annotations
 
@@ -136,10 +138,10 @@ class Experiences:
         block = ((step * ds.max_rounds + round_) * self.world_size + self.rank) * self.cfg.rollout.prompts
         return [mixed_example(self.cfg.world, "train", self.cfg.tasks, block + k) for k in range(self.cfg.rollout.prompts)]
 
-    def sample(self, step: int) -> tuple[Rollout, torch.Tensor, dict, dict]:
+    def sample(self, step: int) -> tuple[Rollout, torch.Tensor, dict[str, float]]:
         """Rollout rounds until enough groups with reward variance are kept (one round without dynamic sampling):
-        the chosen rows, their reward total ``(B,)``, and the rewards and dynamic-sampling metrics of every row
-        sampled."""
+        the chosen rows, their reward totals ``(B,)``, and the metrics (rewards over every row sampled, dynamic
+        sampling's counts)."""
         cfg, g = self.cfg, self.cfg.rollout.group_size
         ds = cfg.algorithm.dynamic_sampling
         parts, totals, per = [], [], {}

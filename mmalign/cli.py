@@ -1,10 +1,10 @@
 """``mmalign <command>``: parse arguments, load the command's typed config, call one function.
 
 Every command takes ``[--config FILE] [key.sub=value ...]``; overrides beat the file, the file beats the
-defaults. ``mmalign data`` (convert, validate and show data files; ``data/formats/commands.py``), ``mmalign serve``
-(an OpenAI-compatible endpoint for a model folder; ``serve.py``) and ``mmalign compare`` (eval runs side by side)
-have arguments of their own. Errors caused by input (a missing file, an unknown key, a bad record) print one
-line and exit 2.
+defaults, and ``--key.sub VALUE`` is the override ``key.sub=VALUE``. ``mmalign data`` (convert, validate and show
+data files; ``data/formats/commands.py``), ``mmalign serve`` (an OpenAI-compatible endpoint for a model folder;
+``serve.py``) and ``mmalign compare`` (eval runs side by side) have arguments of their own. Errors caused by
+input (a missing file, an unknown key, a bad record) print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ from mmalign.errors import MMAlignError
 def _commands() -> dict[str, tuple[type, Callable, str]]:
     # Imported here so `mmalign --help` and config errors stay fast.
     from mmalign.eval.lab import LabEvalConfig
+    from mmalign.eval.lmms.tasks import LmmsTasksConfig, export_tasks
+    from mmalign.eval.run import BenchConfig, run_bench
     from mmalign.eval.runner import run_eval
     from mmalign.judge.ask import JudgeAskConfig, ask_judge
     from mmalign.quickstart import QuickstartConfig, quickstart
+    from mmalign.rl.config import RLConfig
+    from mmalign.rl.trainer import run_rl
     from mmalign.train.base import BaseModelConfig, train_base_model
     from mmalign.train.preference import PreferenceConfig, run_preference
     from mmalign.train.sft import SFTConfig, run_sft
@@ -35,7 +39,10 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
         "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
+        "rl": (RLConfig, run_rl, "online RL on the lab (GRPO, DAPO, RLOO, REINFORCE++, PPO)"),
         "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks (the six dimensions)"),
+        "bench": (BenchConfig, run_bench, "run a model on an official benchmark's files (POPE, MME, ...)"),
+        "lmms-tasks": (LmmsTasksConfig, export_tasks, "write the lab tasks as lmms-eval task files (--include_path)"),
         "judge": (JudgeAskConfig, ask_judge, "ask an OpenAI-compatible judge one question; prints the judgement"),
     }
 
@@ -47,9 +54,13 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_)
         if name == "world":
             c.add_argument("action", choices=["build"])
-        if name == "eval":
+        if name in ("eval", "bench"):
             c.add_argument("--model", help="shorthand for model=DIR")
+        if name == "eval":
             c.add_argument("--tasks", help="comma-separated tasks, shorthand for tasks=[...]")
+        if name == "bench":
+            for key, what in SHORTHANDS.items():
+                c.add_argument(f"--{key}", help=f"shorthand for {key}={what}")
         c.add_argument("--config", "-c", help="YAML file of settings")
         c.add_argument("--out", help="shorthand for the command's output folder setting")
         c.add_argument("overrides", nargs="*", help="key.sub=value settings that beat the file")
@@ -68,7 +79,24 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 
 OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "sft": "train.output_dir",
-            "base": "out", "eval": "out", "train": "train.output_dir"}
+            "base": "out", "eval": "out", "bench": "out", "lmms-tasks": "out",
+            "train": "train.output_dir"}
+SHORTHANDS = {"benchmark": "NAME", "data": "PATH", "images": "DIR"}   # mmalign bench's, besides --model
+
+
+def _dotted_flags(args: list[str]) -> list[str]:
+    """``--judge.base_url URL`` and ``--judge.base_url=URL`` as the override ``judge.base_url=URL`` (before
+    argparse, which would take URL for a positional)."""
+    out, i = [], 0
+    while i < len(args):
+        key, eq, value = args[i][2:].partition("=")
+        if args[i].startswith("--") and "." in key and (eq or i + 1 < len(args)):
+            out.append(f"{key}={value if eq else args[i + 1]}")
+            i += 1 if eq else 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = _commands()
     parser = _parser(commands)
     # overrides may come after --config/--out, which plain argparse cannot split into one positional list
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_dotted_flags(argv))
     stray = [a for a in extra if a.startswith("-") or "=" not in a]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
@@ -98,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cls, run, _ = commands[args.command]
         overrides = list(args.overrides) + ([f"{OUT_KEYS[args.command]}={args.out}"] if args.out else [])
-        if args.command == "eval":
-            overrides += ([f"model={args.model}"] if args.model else []) + (
-                [f"tasks=[{args.tasks}]"] if args.tasks else [])
+        if args.command in ("eval", "bench") and args.model:
+            overrides.append(f"model={args.model}")
+        if args.command == "eval" and args.tasks:
+            overrides.append(f"tasks=[{args.tasks}]")
+        if args.command == "bench":
+            overrides += [f"{key}={getattr(args, key)}" for key in SHORTHANDS if getattr(args, key)]
         result = run(load_config(cls, args.config, overrides))
         if result is not None:
             print(json.dumps(result, indent=2, default=str))

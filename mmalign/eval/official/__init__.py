@@ -6,6 +6,8 @@
     prompt(item) -> str        the text prompt the official protocol gives the model
     score(item, response[, judge]) -> row     one response; a reward benchmark's response is its reward pair
     aggregate(rows) -> metrics
+    images(item, root) -> refs  the item's image references (``images.ImageRef``); ``root`` is the image folder
+    candidates(item) -> texts  reward benchmarks only: the two responses whose rewards form the "response"
     version                    bump when a prompt or a metric changes, so numbers of two versions never mix
     needs_judge                score takes a ``judge.Judge``; its id, settings and parse failures are reported
 Named variants (``pope_lmms_eval``, ``mme_lmms_eval``, ...) share the loader and differ in one parser.
@@ -32,6 +34,7 @@ from mmalign.eval.official import (
     rewardbench,
     vlguard,
 )
+from mmalign.eval.official.images import ImageRef
 from mmalign.eval.official.judge import Judge
 
 
@@ -42,12 +45,14 @@ class Benchmark:
     prompt: Callable[[dict], str]
     score: Callable[..., dict]
     aggregate: Callable[[list[dict]], dict]
+    images: Callable[[dict, Path | None], list[ImageRef]]
     needs_judge: bool = False
+    candidates: Callable[[dict], list[str]] | None = None
 
 
 def _module(m, needs_judge: bool = False, **score_kw) -> Benchmark:
     score = partial(m.score, **score_kw) if score_kw else m.score
-    return Benchmark(m.VERSION, m.load, m.prompt, score, m.aggregate, needs_judge)
+    return Benchmark(m.VERSION, m.load, m.prompt, score, m.aggregate, m.images, needs_judge)
 
 
 _rb = rewardbench
@@ -64,9 +69,10 @@ BENCHMARKS = {
     "mme_lmms_eval": _module(mme, parser="lmms_eval"),
     "mmbench": _module(mmbench),
     "vlguard": _module(vlguard),
-    "vl_rewardbench": Benchmark(_rb.VERSION, _rb.load_vl, _rb.prompt_vl, _rb.score_vl, _rb.aggregate_vl),
+    "vl_rewardbench": Benchmark(_rb.VERSION, _rb.load_vl, _rb.prompt_vl, _rb.score_vl, _rb.aggregate_vl,
+                                _rb.images_vl, candidates=_rb.candidates_vl),
     "mm_rlhf_rewardbench": Benchmark(_rb.VERSION, _rb.load_mm_rlhf, _rb.prompt_mm_rlhf, _rb.score_mm_rlhf,
-                                     _rb.aggregate_mm_rlhf),
+                                     _rb.aggregate_mm_rlhf, _rb.images_mm_rlhf, candidates=_rb.candidates_mm_rlhf),
     "llava_wild": _module(llava_wild, needs_judge=True),
     "mm_alignbench": _module(alignbench, needs_judge=True),
 }

@@ -19,9 +19,11 @@ import re
 from pathlib import Path
 
 from mmalign.eval.official.files import read_tsv
+from mmalign.eval.official.images import inline_field, resolve_tsv_refs
 from mmalign.eval.official.judge import Judge, ask, judge_summary
 
 VERSION = "1"
+images = inline_field("image")       # base64 in the TSV
 TRIES = 2
 FIELDS = {"index": str, "question": str, "type": str, "claude3_sonnet": str}
 SCORES = {"A>>B": -2, "A>B": -1, "A=B": 0, "B>A": 1, "B>>A": 2}
@@ -54,7 +56,7 @@ PROMPT_TEMPLATE_GT = "**INPUT**:\n\n<|User Prompt|>\n{question}\n\n<|Ground Trut
 
 
 def load(path: str | Path) -> list[dict]:
-    return [row | {"id": row["index"]} for row in read_tsv(path, FIELDS)]
+    return [row | {"id": row["index"]} for row in resolve_tsv_refs(read_tsv(path, FIELDS))]
 
 
 def prompt(item: dict) -> str:

@@ -47,9 +47,11 @@ from mmalign.eval.official.files import (
     read_json,
     read_records,
 )
+from mmalign.eval.official.images import file_field
 from mmalign.eval.official.text import lemmatize_noun, word_tokenize
 
 VERSION = "1"
+images = file_field("image")         # AMBER_k.jpg under the image folder
 THRESHOLD = 0.8
 _START = 0.001      # metrics.txt: every denominator starts here
 ATTRIBUTE = ("discriminative-attribute-state", "discriminative-attribute-number", "discriminative-attribute-action")

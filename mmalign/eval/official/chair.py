@@ -25,9 +25,11 @@ from pathlib import Path
 from mmalign.data.records import raise_problems
 from mmalign.eval.official.coco import caption_to_words, chair_vocab, ground_truth
 from mmalign.eval.official.files import field_problems, need_file, read_records
+from mmalign.eval.official.images import file_field
 from mmalign.eval.official.singular import singularize
 
 VERSION = "1"
+images = file_field("image")         # COCO file name under the image folder
 PROMPT = "Please describe this image in detail."
 VOCAB = chair_vocab()
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import figure_file
 from mmalign.eval.official.judge import Judge, ask, judge_summary
 
 VERSION = "1"
+images = figure_file  # filename under the image folder; none without a figure
 FIELDS = {"category": {"VD", "VS"}, "subcategory": str, "set_id": (int, str), "figure_id": (int, str),
           "question_id": (int, str), "question": str, "gt_answer_details": str}
 GRADE_PROMPT = (

@@ -18,9 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import inline_field
 from mmalign.eval.official.judge import Judge, ask, judge_summary
 
 VERSION = "1"
+images = inline_field("image")       # a path under the image folder or an inline image
 FIELDS = {"question_id": (int, str), "question": str, "caption": str, "gpt_answer": str,
           "category": {"conv", "detail", "complex"}}
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."

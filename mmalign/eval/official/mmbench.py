@@ -25,8 +25,10 @@ from pathlib import Path
 
 from mmalign.data.records import raise_problems
 from mmalign.eval.official.files import read_tsv
+from mmalign.eval.official.images import inline_field, resolve_tsv_refs
 
 VERSION = "1"
+images = inline_field("image")       # base64 in the TSV
 FIELDS = {"index": str, "question": str, "answer": str}
 _REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
              "I'm sorry, but without the image provided", "Cannot determine the answer")
@@ -34,7 +36,7 @@ _SEPARATORS = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
 
 
 def load(path: str | Path) -> list[dict]:
-    rows = read_tsv(path, FIELDS)
+    rows = resolve_tsv_refs(read_tsv(path, FIELDS))
     raise_problems([f"{path}: row {i}: field 'index': {r['index']!r} is not an integer"
                     for i, r in enumerate(rows) if not r["index"].isdigit()], rows, path)
     return [row | {"id": row["index"], "group": int(row["index"]) % 1_000_000, "options": options(row)}

@@ -20,8 +20,10 @@ from pathlib import Path
 from mmalign.data.records import raise_problems
 from mmalign.errors import MMAlignError
 from mmalign.eval.official.files import need_file
+from mmalign.eval.official.images import subtask_file
 
 VERSION = "1"
+images = subtask_file  # <subtask>/[images/]<name> under the release folder
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
               "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")

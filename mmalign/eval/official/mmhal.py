@@ -19,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import url_file_name
 from mmalign.eval.official.judge import Judge, ask, judge_summary
 
 VERSION = "1"
+images = url_file_name  # the URL's file name under the image folder, else the URL
 FIELDS = {"question_type": str, "image_content": list, "question": str, "gt_answer": str}
 RUBRIC = """Please act as an impartial and objective judge and evaluate the quality of the response provided by a \
 Large Multimodal Model (LMM) to the user question. Your evaluation should be mainly based on whether the response \

@@ -38,10 +38,12 @@ from mmalign.eval.official.coco import (
     refined_vocab,
 )
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import inline_field
 from mmalign.eval.official.judge import Judge, ask, judge_summary
 from mmalign.eval.official.text import lemmatize_noun, word_tokenize
 
 VERSION = "1"
+images = inline_field("image")       # base64 in the question file
 TRIES = 3
 QUESTION_FILE = "obj_halbench_300_with_image.jsonl"
 VOCAB = refined_vocab()

@@ -24,8 +24,10 @@ from pathlib import Path
 
 from mmalign.errors import MMAlignError
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import file_field
 
 VERSION = "1"
+images = file_field("image")         # COCO file name under the image folder
 YES_NO_PARSERS = ("pope", "lmms_eval", "vlmevalkit")
 SETTINGS = ("random", "popular", "adversarial")
 SUFFIX = "\nAnswer the question using a single word or phrase."   # LLaVA-1.5's POPE prompt

@@ -1,6 +1,8 @@
 """Pairwise reward-model benchmarks with scalar rewards: VL-RewardBench and MM-RLHF-RewardBench.
 
-A "response" here is the pair of rewards the model gave the item's two responses, in file order.
+A "response" here is the pair of rewards the model gave the item's two responses (``candidates_*``), in file
+order. Images: VL-RewardBench's ``image`` is a path under the image folder or an inline image; MM-RLHF's
+``image`` is a path under the dataset folder (its ``video`` rows cannot be run).
 
 VL-RewardBench (Li et al., 2024; lmms-eval ``vl_rewardbench``): rows ``{id, query, response: [a, b],
 human_ranking: [ra, rb]}`` (JSON / JSON Lines export of ``MMInstruction/VL-RewardBench``), rank 0 = preferred.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from mmalign.data.records import raise_problems
 from mmalign.eval.official.files import read_records
+from mmalign.eval.official.images import image_rows_only, inline_field
 
 VERSION = "1"
 VL_GROUPS = {"mathverse": "reasoning", "mmmu": "reasoning", "hallucination": "hallucination",
@@ -51,6 +54,13 @@ def load_vl(path: str | Path) -> list[dict]:
 
 def prompt_vl(item: dict) -> str:
     return item["query"]
+
+
+images_vl = inline_field("image")
+
+
+def candidates_vl(item: dict) -> list[str]:
+    return list(item["response"])
 
 
 def score_vl(item: dict, response: Sequence[float]) -> dict:
@@ -82,6 +92,13 @@ def load_mm_rlhf(path: str | Path) -> list[dict]:
 
 def prompt_mm_rlhf(item: dict) -> str:
     return item["prompt"]
+
+
+images_mm_rlhf = image_rows_only
+
+
+def candidates_mm_rlhf(item: dict) -> list[str]:
+    return [item["chosen"], item["rejected"]]
 
 
 def score_mm_rlhf(item: dict, response: Sequence[float]) -> dict:

@@ -1,9 +1,11 @@
-"""``mmalign eval``: load a model folder, evaluate it on the lab tasks, write results and a report."""
+"""``mmalign eval``: load a model folder, evaluate it on the lab tasks and the figures built on them, write
+results and a report covering the six dimensions."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmalign.eval.lab import LabEvalConfig, evaluate_lab, write_results
+from mmalign.eval.dimensions import conversation, human_preference, reward_accuracy
+from mmalign.eval.lab import LabEvalConfig, evaluate_lab, lab_examples, write_results
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import TASKS
@@ -15,8 +17,20 @@ def evaluate_folder(model_dir: str, world: WorldConfig, out: str | Path, *, task
     cfg = LabEvalConfig(world=world, model=model_dir, tasks=list(tasks or TASKS), n_scenes=n_scenes,
                         n_per_task=n_per_task, batch_size=batch_size, out=str(out))
     metrics, records = evaluate_lab(model, processor, cfg)
+    metrics |= pair_figures(model, processor, cfg, [r["response"] for r in records])
     write_results(metrics, records, out)
     return metrics
+
+
+def pair_figures(model, processor, cfg: LabEvalConfig, responses: list[str]) -> dict:
+    """The figures that need more than one response's score (``eval.dimensions``): conversation and human
+    preference from the lab judge over ``responses`` (those of ``lab_examples(cfg)``, in order; each needs its
+    tasks among ``cfg.tasks``), and the model's reward-model accuracy on ``cfg.n_per_task`` held-out lab pairs."""
+    examples = lab_examples(cfg)
+    figures = {"conversation": conversation(examples, responses),
+               "preference": human_preference(cfg.world, examples, responses),
+               "reward": reward_accuracy(model, processor, cfg.world, cfg.n_per_task, batch_size=cfg.batch_size)}
+    return {name: value for name, value in figures.items() if value}
 
 
 def run_eval(cfg: LabEvalConfig) -> dict:

@@ -1,0 +1,27 @@
+"""``mmalign eval``'s runner: a model folder on the lab covers the six dimensions, the three pair-based figures
+included, and writes them with the rest."""
+import json
+from pathlib import Path
+
+import mmalign
+from mmalign.eval.dimensions import DIMENSIONS, dimension_scores, reward_accuracy
+from mmalign.eval.runner import evaluate_folder
+from mmalign.models.load import ModelConfig, load_model
+from mmalign.world.scenes import WorldConfig
+
+LAB_BASE = str(Path(mmalign.__file__).parent / "assets" / "lab" / "base")
+
+
+def test_a_lab_run_covers_the_six_dimensions(tmp_path):
+    metrics = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path, n_scenes=4, n_per_task=4, batch_size=16)
+    assert set(dimension_scores(metrics)) == set(DIMENSIONS)
+    assert json.loads((tmp_path / "results.json").read_text())["preference"] == metrics["preference"]
+    assert metrics["conversation"]["judge"] == metrics["preference"]["judge"] == "lab ground truth"
+    model, processor = load_model(ModelConfig(path=LAB_BASE))
+    assert metrics["reward"] == reward_accuracy(model, processor, WorldConfig(), 4)
+
+
+def test_a_run_restricted_to_some_tasks_reports_only_what_they_measure(tmp_path):
+    metrics = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path, tasks=["exist"], n_scenes=2, n_per_task=2)
+    assert "conversation" not in metrics and "preference" not in metrics     # no caption or short-answer tasks
+    assert set(dimension_scores(metrics)) == {"hallucination", "reward models"}

@@ -21,6 +21,7 @@ from mmalign.data.preference import PreferenceRecord
 from mmalign.eval.lab import MAX_NEW_TOKENS, LabEvalConfig, evaluate_lab, lab_examples
 from mmalign.eval.lmms.hooks import LAB_METRICS, metric_name
 from mmalign.eval.lmms.manifest import CLASS_PATH, manifests
+from mmalign.eval.lmms.tasks import LmmsTasksConfig, export_tasks
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.models.logprobs import preference_logps
 from mmalign.world.scoring import aggregate
@@ -42,7 +43,7 @@ TaskLoader.add_constructor("!function", lambda loader, node: ("function", loader
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lmms_tasks")
-    assert main(["lmms-tasks", "--out", str(out)] + [f"{k}={v}" for k, v in SIZES.items()]) == 0
+    export_tasks(LmmsTasksConfig(out=str(out), **SIZES))
     return out
 
 
@@ -97,6 +98,16 @@ def test_hooks_score_exactly_like_mmalign_eval(exported):
             theirs = utils.doc_to_visual(d)
             assert len(theirs) == len(e["images"]) and all(map(np.array_equal, theirs, e["images"]))
             assert utils.doc_to_text(d, {}) == e["prompt"]
+
+
+def test_the_lmms_tasks_command_writes_the_same_folder(exported, tmp_path, capsys):
+    assert main(["lmms-tasks", "--out", str(tmp_path)] + [f"{k}={v}" for k, v in SIZES.items()]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == [f"mmalign_lab_{t}" for t in TASKS]
+    for path in exported.rglob("*"):
+        if path.is_file():
+            copy = tmp_path / path.relative_to(exported)
+            theirs = copy.read_bytes().replace(str(tmp_path).encode(), str(exported).encode())
+            assert theirs == path.read_bytes(), path.name
 
 
 @pytest.mark.skipif(LMMS, reason="lmms-eval is installed here")

@@ -61,8 +61,7 @@ class RewardScorer:
         device = next(self.model.parameters()).device
         out: list[float] = []
         for start in range(0, len(examples), self.batch_size):
-            chunk = [{"images": ex["images"], "prompt": ex["prompt"], "response": ex["response"]}
-                     for ex in examples[start:start + self.batch_size]]
+            chunk = list(examples[start:start + self.batch_size])
             inputs = {k: v.to(device) for k, v in build_inputs(self.processor, chunk, max_length=self.max_length).items()}
             out += self.model(**inputs).float().cpu().tolist()
         return out

@@ -28,6 +28,7 @@ from pathlib import Path
 import datasets
 
 from mmalign.data.formats.images import ImageSink, load_images, open_image
+from mmalign.data.formats.messages import prompt_texts, text_problems
 from mmalign.data.formats.rows import read_rows
 from mmalign.data.records import raise_problems
 from mmalign.errors import MMAlignError
@@ -168,7 +169,7 @@ def _from_trl(raw: dict) -> dict:
     if "images" not in f and raw.get("image") is not None:
         f["images"] = [raw["image"]]
     extra = {k: v for k, v in raw.items() if k not in FIELDS and k != "image" and v is not None}
-    if extra:
+    if extra and isinstance(f.get("meta", {}), dict):  # a meta of another type is reported as such
         f["meta"] = {**f.get("meta", {}), **extra}
     return f
 
@@ -176,11 +177,13 @@ def _from_trl(raw: dict) -> dict:
 # ---- validation ---------------------------------------------------------------------------------------------
 
 def _is_content(c) -> bool:
-    return isinstance(c, str) or isinstance(c, list) and all(isinstance(b, dict) for b in c)
+    return isinstance(c, str) or isinstance(c, list) and all(
+        isinstance(b, dict) and isinstance(b.get("text") or "", str) for b in c)   # parquet gives null texts
 
 
 def _is_messages(v) -> bool:
-    return isinstance(v, list) and all(isinstance(m, dict) and _is_content(m.get("content")) for m in v)
+    return isinstance(v, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                       and _is_content(m.get("content")) for m in v)
 
 
 def _is_number(v) -> bool:
@@ -229,11 +232,17 @@ def _record_problems(rec: PreferenceRecord) -> list[str]:
                 for s, e in getattr(rec, name) or [] if not 0 <= s < e <= len(text)]
     if rec.corrupt_images is not None and len(rec.corrupt_images) != len(rec.images):
         out.append(f"field 'corrupt_images': {len(rec.corrupt_images)} image(s) for {len(rec.images)} in 'images'")
+    if rec.prompt == []:
+        out.append("field 'prompt': an empty list of messages")
     if not isinstance(rec.prompt, str) and (n := _image_blocks(rec.prompt)) != len(rec.images):
         out.append(f"field 'prompt': {n} image block(s) for {len(rec.images)} image(s) in 'images'")
     if rec.chosen == rec.rejected:
         out.append("field 'rejected': identical to 'chosen'")
-    return out
+    for name in ("chosen", "rejected"):
+        if not getattr(rec, name).strip():
+            out.append(f"field '{name}': empty")
+        out += text_problems(name, getattr(rec, name))
+    return out + [p for text in prompt_texts(rec.prompt) for p in text_problems("prompt", text)]
 
 
 def _image_blocks(messages: list[dict]) -> int:
@@ -245,7 +254,7 @@ def _text(v: str | list[dict]) -> str:
     if isinstance(v, str):
         return v
     return "".join(m["content"] if isinstance(m["content"], str) else
-                   "".join(b.get("text", "") for b in m["content"] if b.get("type") == "text") for m in v)
+                   "".join(b.get("text") or "" for b in m["content"] if b.get("type") == "text") for m in v)
 
 
 # ---- writing ------------------------------------------------------------------------------------------------

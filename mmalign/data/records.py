@@ -1,51 +1,63 @@
 """Supervised records: ``{"images": [path, ...], "prompt": str | messages, "response": str, "task"?: str}``.
 
-Image paths are relative to the record file's folder (or absolute). Every problem in a file is collected and
-reported at once, each naming the file, the line and the field; nothing is skipped silently.
+Files are JSONL, a JSON array or parquet (``formats/rows.py``). Image paths are relative to the record file's folder
+(or absolute); every image is opened once when the file is read, so a missing, broken or too large image is found
+before training. Every problem in a file is collected and reported at once, each naming the file, the line and the
+field; nothing is skipped silently.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from PIL import Image
-
+from mmalign.data.formats.images import image_ref, load_images
+from mmalign.data.formats.messages import is_messages, prompt_texts, text_problems
+from mmalign.data.formats.rows import read_rows
 from mmalign.errors import MMAlignError
 
 MAX_LISTED = 20
 
 
-def _problems(rec, root: Path) -> list[str]:
+def _problems(rec, root: Path, where: str) -> list[str]:
     if not isinstance(rec, dict):
         return [f"record is a {type(rec).__name__}, expected an object"]
-    out = []
-    if not isinstance(rec.get("prompt"), (str, list)):
-        out.append("field 'prompt': missing or not a string/message list")
-    if not isinstance(rec.get("response"), str):
-        out.append("field 'response': missing or not a string")
+    out = _text_problems(rec)
+    if "task" in rec and not isinstance(rec["task"], str):
+        out.append(f"field 'task': a {type(rec['task']).__name__}, expected a string")
     images = rec.get("images", [])
     if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        out.append("field 'images': expected a list of paths")
-    else:
-        out += [f"field 'images': file not found: {p}" for p in images if not (root / p).exists()]
+        return out + ["field 'images': expected a list of paths"]
+    out += [f"field 'images': file not found: {p}" for p in images if not (root / p).is_file()]
+    out += [p for p in load_images(images, root, "images", where)[1] if ": file not found: " not in p]
+    prompt = rec.get("prompt")
+    if is_messages(prompt) and (n := sum(b.get("type") == "image" for m in prompt if isinstance(m["content"], list)
+                                         for b in m["content"])) != len(images):
+        out.append(f"field 'prompt': {n} image block(s) for {len(images)} image(s) in 'images'")
     return out
 
 
-def load_sft_records(path: str | Path) -> "SFTRecords":
+def _text_problems(rec: dict) -> list[str]:
+    out = []
+    prompt, response = rec.get("prompt"), rec.get("response")
+    if not (isinstance(prompt, str) or is_messages(prompt) and prompt and
+            all(isinstance(m.get("role"), str) for m in prompt)):
+        out.append("field 'prompt': missing or not a string/message list")
+    else:
+        out += [p for text in prompt_texts(prompt) for p in text_problems("prompt", text)]
+    if not isinstance(response, str):
+        out.append("field 'response': missing or not a string")
+    elif not response.strip():
+        out.append("field 'response': empty")
+    else:
+        out += text_problems("response", response)
+    return out
+
+
+def load_sft_records(path: str | Path) -> SFTRecords:
     path = Path(path)
-    if not path.exists():
-        raise MMAlignError(f"data file not found: {path}")
-    records, problems = [], []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(f"{path}:{line_no}: invalid JSON ({e.msg})")
-            continue
-        problems += [f"{path}:{line_no}: {p}" for p in _problems(rec, path.parent)]
-        records.append(rec)
+    rows, problems = read_rows(path)
+    for where, _, rec in rows:
+        problems += [f"{where}: {p}" for p in _problems(rec, path.parent, where)]
+    records = [rec for _, _, rec in rows]
     raise_problems(problems, records, path)
     return SFTRecords(records, path.parent)
 
@@ -72,4 +84,4 @@ class SFTRecords:
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        return rec | {"images": [Image.open(self.root / p).convert("RGB") for p in rec.get("images", [])]}
+        return rec | {"images": [image_ref(p, self.root, f"record {i}") for p in rec.get("images", [])]}

@@ -56,16 +56,28 @@ class ModelConfig:
     freeze_projector: bool = False
     gradient_checkpointing: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
+    trust_remote_code: bool = False      # run Python code shipped with the model (hub models with custom classes)
+    allow_pickle: bool = False           # accept pickled weights (pytorch_model.bin), which can run code when loaded
 
 
 def load_model(cfg: ModelConfig):
-    """``(model, processor)`` as ``cfg`` asks: weights in ``cfg.dtype``, parts frozen, LoRA applied."""
-    model_type = _model_type(cfg.path)
+    """``(model, processor)`` as ``cfg`` asks: weights in ``cfg.dtype``, parts frozen, LoRA applied. Weights are
+    read from safetensors only unless ``cfg.allow_pickle``; code shipped with a model runs only with
+    ``cfg.trust_remote_code``."""
+    model_type = _model_type(cfg.path, cfg.trust_remote_code)
     dtype = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
-    model = AutoModelForImageTextToText.from_pretrained(cfg.path, dtype=dtype,
-                                                        attn_implementation=cfg.attn_implementation)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation,
+            use_safetensors=None if cfg.allow_pickle else True, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        if cfg.allow_pickle or "safetensors" not in str(e):
+            raise
+        raise MMAlignError(f"{cfg.path!r} has no safetensors weights; pickled weights (pytorch_model.bin) can run "
+                           "code when loaded: convert them to safetensors, or set model.allow_pickle=true for a "
+                           "source you trust") from None
     processor_cls = IMAGE_ONLY_PROCESSORS.get(model_type, AutoProcessor)
-    processor = processor_cls.from_pretrained(cfg.path)
+    processor = processor_cls.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
     if cfg.freeze_vision:
         _freeze(vision_params(model))
     if cfg.freeze_projector:
@@ -77,16 +89,18 @@ def load_model(cfg: ModelConfig):
     return model, processor
 
 
-def _model_type(path: str) -> str:
+def _model_type(path: str, trust_remote_code: bool = False) -> str:
     if not path:
         raise MMAlignError("no model given: ModelConfig.path is empty")
     looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
     if looks_local and not Path(path).expanduser().is_dir():
         raise MMAlignError(f"model folder not found: {path!r}")
     try:
-        return AutoConfig.from_pretrained(path).model_type
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
     except (OSError, ValueError) as e:  # no config.json, unknown model type, or hub id not reachable
         reason = str(e).strip().splitlines()[0]
+        if "custom code" in reason:
+            reason += " It runs only with model.trust_remote_code=true, for a source you trust."
         raise MMAlignError(f"cannot load a model from {path!r}: {reason}") from None
 
 

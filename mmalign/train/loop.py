@@ -1,27 +1,38 @@
 """The one training loop every stage uses: accelerate for devices, mixed precision and distribution; gradient
-accumulation; cosine schedule with warm-up; checkpoints every N steps and at the end; exact resume; metrics to
-JSONL and to any accelerate tracker; a progress bar.
+accumulation; cosine schedule with warm-up; atomic checkpoints every N steps and at the end; exact resume; a guard
+against non-finite losses and gradients; metrics to JSONL and to any accelerate tracker; a progress bar.
 
 Data is a function ``batches(start)`` that yields this process's micro-batches from global micro-batch
 ``start`` on. Since the stream is indexed, resuming from step ``s`` restarts the data exactly where it stopped.
+
+Under several processes each one sees an equal share of the global batch; gradients are averaged by DDP, FSDP or
+DeepSpeed, and the logged metrics are averaged across processes, so a run on 2 processes with batch 2 logs what one
+process with batch 4 logs (``docs/scale.md``).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from mmalign.errors import MMAlignError
-
-STATE_FILE = "trainer_state.json"
+from mmalign.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    rewind_metrics,
+    save_checkpoint,
+)
+from mmalign.train.guards import NonFiniteError, NonFiniteGuard, Stateful
 
 
 @dataclass
@@ -40,10 +51,13 @@ class TrainConfig:
     save_every: int = 0                  # 0: save only at the end
     eval_every: int = 0                  # 0: no periodic evaluation (for loops given an ``evaluate``)
     log_every: int = 10
-    resume: str | None = None            # a checkpoint folder, or "latest" (the newest under output_dir)
+    resume: str | None = None            # a checkpoint folder, or "latest" (the newest complete one under output_dir)
     seed: int = 0
     trackers: list[str] = field(default_factory=list)   # accelerate trackers, e.g. ["tensorboard"]
     threads: int = 0                     # torch intra-op threads; 0 leaves torch's default
+    # optimiser steps with a non-finite loss or gradient norm that are skipped (no update, counted as
+    # ``nonfinite_skipped`` in the metrics) before the run stops; 0 stops at the first
+    skip_nonfinite: int = 0
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -55,24 +69,12 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def find_checkpoint(cfg: TrainConfig) -> Path | None:
-    if cfg.resume is None:
-        return None
-    if cfg.resume != "latest":
-        path = Path(cfg.resume)
-        if not (path / STATE_FILE).exists():
-            raise MMAlignError(f"resume: {path} is not a checkpoint folder (no {STATE_FILE})")
-        return path
-    ckpts = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))
-    return ckpts[-1] if ckpts else None
-
-
-def save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> Path:
-    path = out / "checkpoints" / f"step-{step:07d}"
-    accelerator.save_state(str(path))
-    if accelerator.is_main_process:
-        (path / STATE_FILE).write_text(json.dumps({"step": step}))
-    return path
+def process_state() -> PartialState:
+    """This process's place in the run. accelerate joins the processes of a launcher (``torchrun``, ``accelerate
+    launch``) into one group only when it finds a GPU, or when asked for the CPU; so a launch on a machine without
+    CUDA asks for the CPU, and its processes form a gloo group. Call it before anything else creates the state."""
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return PartialState(cpu=launched and not torch.cuda.is_available())
 
 
 def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, batches: Callable[[int], Iterator],
@@ -83,55 +85,63 @@ def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, b
 
     ``param_groups`` are AdamW groups (``lr_scale`` in a group multiplies ``cfg.lr``). ``save_model(unwrapped,
     folder)`` writes the final model. ``evaluate(model)`` runs every ``cfg.eval_every`` steps; ``stop(metrics)``
-    sees every logged and evaluated metrics dict and returns a reason to stop early (or None). Returns the last
-    logged metrics, with ``stopped`` set when training ended early.
+    sees every logged and evaluated metrics dict and returns a reason to stop early (or None). A ``loss_fn`` with
+    ``state_dict``/``load_state_dict`` is checkpointed with the run. Returns the last logged metrics, with
+    ``stopped`` set when training ended early; raises ``NonFiniteError`` when the guard stops the run.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
+    process_state()
+    # DDP must be told that some parameters may get no gradient: MLLMs read the vision tower's features before
+    # its last layer (LLaVA's vision_feature_layer -2, the lab's too), and a text-only batch skips the tower
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
-                              log_with=cfg.trackers or None, project_dir=str(out))
+                              log_with=cfg.trackers or None, project_dir=str(out), kwargs_handlers=[ddp])
+    if cfg.skip_nonfinite and accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise MMAlignError("train.skip_nonfinite needs the loop to decide on each optimiser step, but DeepSpeed steps "
+                           "inside backward; set it to 0 under DeepSpeed (a non-finite loss still stops the run)")
     set_seed(cfg.seed)
     groups = [{"params": g["params"], "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in param_groups]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    if isinstance(loss_fn, Stateful):
+        accelerator.register_for_checkpointing(loss_fn)
     if cfg.trackers:
         accelerator.init_trackers(desc)
 
-    start = 0
-    ckpt = find_checkpoint(cfg)
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        start = json.loads((ckpt / STATE_FILE).read_text())["step"]
-        accelerator.print(f"resumed from {ckpt} at step {start}")
-
+    start, state = load_checkpoint(accelerator, cfg.resume, out)
+    guard = NonFiniteGuard(cfg.skip_nonfinite, state.get("nonfinite_skipped", 0))
     out.mkdir(parents=True, exist_ok=True)
-    log_file = (out / "metrics.jsonl").open("a") if accelerator.is_main_process else None
+    log_file = None
+    if accelerator.is_main_process:
+        rewind_metrics(out / "metrics.jsonl", start)  # a resumed run rewrites what the killed one logged after it
+        log_file = (out / "metrics.jsonl").open("a")
     data = batches(start * cfg.grad_accum)
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc=desc,
                disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     model.train()
     last, sums, n, t0 = {}, {}, 0, time.time()
     for step in bar:
-        for _ in range(cfg.grad_accum):
-            with accelerator.accumulate(model):
-                loss, metrics = loss_fn(model, next(data))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    metrics["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
-                optimizer.step()
-                optimizer.zero_grad()
-            for k, v in {"loss": loss.detach(), **metrics}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            n += 1
+        try:
+            done = optimizer_step(accelerator, model, optimizer, loss_fn, data, cfg, guard)
+        except NonFiniteError as e:
+            _close(accelerator, log_file, bar)
+            raise NonFiniteError(f"step {step + 1}: {e}; {_last_good(out)}") from None
+        for k, v in (done or {}).items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += cfg.grad_accum if done is not None else 0
         scheduler.step()
         records = []
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
-            last = {k: v / n for k, v in sums.items()} | {"step": step + 1, "lr": scheduler.get_last_lr()[0],
-                                                          "steps_per_s": cfg.log_every / max(time.time() - t0, 1e-9)}
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            last = logged(accelerator, sums, n) | {"step": step + 1, "lr": scheduler.get_last_lr()[0],
+                                                   "steps_per_s": cfg.log_every / max(time.time() - t0, 1e-9)}
+            if cfg.skip_nonfinite:
+                last["nonfinite_skipped"] = guard.skipped
+            if "loss" in last:
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
             records.append(last)
             sums, n, t0 = {}, 0, time.time()
         if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
@@ -150,15 +160,82 @@ def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, b
             last = last | {"stopped": reason, "step": step + 1}
             break
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            save_checkpoint(accelerator, out, step + 1)
-    bar.close()
+            save_checkpoint(accelerator, out, step + 1, {"nonfinite_skipped": guard.skipped})
     final = last.get("step", cfg.max_steps)
     if final > start:
-        save_checkpoint(accelerator, out, final)
+        save_checkpoint(accelerator, out, final, {"nonfinite_skipped": guard.skipped})
     accelerator.wait_for_everyone()
     if save_model is not None and accelerator.is_main_process:
         save_model(accelerator.unwrap_model(model), out / "model")
+    _close(accelerator, log_file, bar)
+    return last
+
+
+def optimizer_step(accelerator: Accelerator, model, optimizer, loss_fn: Callable, data: Iterator, cfg: TrainConfig,
+                   guard: NonFiniteGuard) -> dict[str, float] | None:
+    """One optimiser step over ``cfg.grad_accum`` micro-batches: the summed metrics of its micro-batches, or None
+    when the guard skipped it (no update). Every process reaches the same verdict: the gradient norm is computed
+    on the synchronised gradients, and the count of non-finite losses is summed across processes."""
+    sums, bad_losses = {}, 0
+    for _ in range(cfg.grad_accum):
+        with accelerator.accumulate(model):
+            loss, metrics = loss_fn(model, next(data))
+            bad_losses += int(not torch.isfinite(loss.detach()).all())
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+                if norm is not None:
+                    metrics["grad_norm"] = float(norm)
+                # under fp16 an infinite gradient is the loss scaler's to skip, not an error
+                problem = guard.problem(_sum_over_processes(accelerator, bad_losses),
+                                        None if norm is None or accelerator.scaler is not None else float(norm))
+                if problem is None:
+                    optimizer.step()
+                elif guard.allow_skip():
+                    accelerator.print(f"\nskipping an optimiser step: {problem} "
+                                      f"({guard.skipped} of train.skip_nonfinite={guard.budget} skips used)")
+                    if accelerator.scaler is not None:
+                        accelerator.scaler.update()  # the step that would have done it was skipped
+                    sums = None
+                else:
+                    raise NonFiniteError(problem)
+            optimizer.zero_grad()
+        if sums is not None:
+            for k, v in {"loss": loss.detach(), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+    return sums
+
+
+def logged(accelerator: Accelerator, sums: dict[str, float], n: int) -> dict[str, float]:
+    """Means over the ``n`` micro-batches since the last log, averaged across processes (whose shards are equal,
+    so this is the mean over the global batch)."""
+    if not n:
+        return {}
+    keys = sorted(sums)
+    if accelerator.num_processes > 1 and keys:
+        values = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+        sums = dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist()))
+    return {k: sums[k] / n for k in keys}
+
+
+def _sum_over_processes(accelerator: Accelerator, count: int) -> int:
+    if accelerator.num_processes == 1:
+        return count
+    return int(accelerator.reduce(torch.tensor([count], device=accelerator.device), reduction="sum").item())
+
+
+def _last_good(out: Path) -> str:
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        return "no checkpoint was written before it (nothing of this run is saved)"
+    return f"the last good checkpoint is {ckpt} (resume from it with train.resume=latest)"
+
+
+def _close(accelerator: Accelerator, log_file, bar) -> None:
+    bar.close()
     if log_file:
         log_file.close()
-    accelerator.end_training()
-    return last
+    # trackers only: accelerate's end_training also destroys the process group, which a command that trains
+    # several stages in one process (mmalign base: vision, then SFT) still needs
+    for tracker in accelerator.trackers:
+        tracker.finish()

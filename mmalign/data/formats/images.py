@@ -6,13 +6,20 @@ file's folder or absolute; or an ``http(s)://`` URL. Local references are decode
 broken one is reported with the file's other problems. A URL becomes a ``RemoteImage``, fetched only when it is
 opened (``open_image``); offline, opening raises an ``MMAlignError`` naming the record and field. Writers never
 fetch: a ``RemoteImage`` is written back as its URL. Decoded images are RGB.
+
+An image above ``max_pixels()`` (the environment variable ``MMALIGN_MAX_IMAGE_PIXELS``, by default PIL's own
+limit) is refused from its header, before it is decoded, with an ``ImageTooLarge`` naming its size, in place of
+PIL's decompression-bomb warning. PIL refuses images above twice its own ``Image.MAX_IMAGE_PIXELS`` whatever the
+variable says.
 """
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +28,8 @@ from PIL import Image
 from mmalign.errors import MMAlignError
 
 REMOTE_TIMEOUT_S = 10.0
+MAX_PIXELS_ENV = "MMALIGN_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 89_478_485       # PIL's Image.MAX_IMAGE_PIXELS, above which it warns
 # a plain base64 image is long and has no dot; shorter or dotted strings are file names
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
 
@@ -40,8 +49,32 @@ class RemoteImage:
             raise MMAlignError(f"{self.where}: cannot open {self.url} ({e})") from None
 
 
+class ImageTooLarge(ValueError):
+    """An image with more pixels than ``max_pixels()``."""
+
+
+def max_pixels() -> int:
+    return int(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))
+
+
 def decode(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    return _rgb(io.BytesIO(data))
+
+
+def _rgb(source) -> Image.Image:
+    """The RGB image of a file or buffer, its size checked from the header before anything is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # the check below says it better
+        try:
+            im = Image.open(source)
+        except Image.DecompressionBombError as e:
+            raise ImageTooLarge(f"{e.args[0].split(',')[0]} (PIL's limit)") from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels():
+            raise ImageTooLarge(f"{w}x{h} = {w * h:,} pixels, above the limit of {max_pixels():,} "
+                                f"(set {MAX_PIXELS_ENV} to allow more)")
+        return im.convert("RGB")
 
 
 def image_ref(ref, root: Path, where: str) -> Image.Image | RemoteImage:
@@ -64,8 +97,7 @@ def image_ref(ref, root: Path, where: str) -> Image.Image | RemoteImage:
     path = root / ref
     if not path.is_file():
         raise FileNotFoundError(str(path))
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return _rgb(path)
 
 
 def load_images(refs: list, root: Path, name: str, where: str) -> tuple[list, list[str]]:
@@ -76,6 +108,8 @@ def load_images(refs: list, root: Path, name: str, where: str) -> tuple[list, li
             images.append(image_ref(ref, root, f"{where}: field '{name}': image {k}"))
         except FileNotFoundError as e:
             problems.append(f"field '{name}': image {k}: file not found: {e.args[0]}")
+        except ImageTooLarge as e:
+            problems.append(f"field '{name}': image {k}: too large: {e}")
         except (OSError, ValueError) as e:
             problems.append(f"field '{name}': image {k}: not a decodable image ({e})")
         except TypeError:

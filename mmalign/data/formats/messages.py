@@ -53,6 +53,30 @@ def question(prompt: str | list[dict]) -> str | None:
     return None
 
 
+def prompt_texts(prompt: str | list[dict]) -> list[str]:
+    """The strings of a prompt that reach the tokenizer: the string, or each message's role (chat templates write
+    it out) and its string content or text blocks."""
+    if isinstance(prompt, str):
+        return [prompt]
+    return [t for m in prompt for t in [m.get("role") or ""] + ([m["content"]] if isinstance(m["content"], str) else
+                                        [b["text"] for b in m["content"] if isinstance(b.get("text"), str)])]
+
+
+def text_problems(name: str, text: str) -> list[str]:
+    """What keeps ``text`` (of field ``name``) from reaching a tokenizer as it is: a lone surrogate (what JSON's
+    ``"\\ud800"`` escapes decode to; tokenizers refuse it), or an image/video placeholder, which a processor expands
+    into image tokens with no image behind them (images are a field; a message prompt places them with blocks)."""
+    out = []
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        out.append(f"field '{name}': not valid Unicode text (a lone surrogate at character {e.start})")
+    if m := _PLACEHOLDER.search(text):
+        out.append(f"field '{name}': the text holds the placeholder {m.group()} at character {m.start()}; give "
+                   "images in the images field (a message prompt places them with {\"type\": \"image\"} blocks)")
+    return out
+
+
 def is_messages(v) -> bool:
     """A list of ``{"role", "content"}`` messages whose content is a string or a list of blocks."""
     return isinstance(v, list) and all(isinstance(m, dict) and (isinstance(m.get("content"), str) or isinstance(

@@ -3,7 +3,8 @@
 A row's place is ``FILE:LINE`` for JSONL, ``FILE:N`` (the 1-based row) for parquet and ``FILE record N`` for a JSON
 array; its default id is ``STEM-N`` with N that line, row or record number. Parquet stores a missing value as
 null, so a null reads back as absent; an object whose keys differ between rows reads back with the missing keys
-null.
+null. Parquet image columns are read undecoded (``{"bytes", "path"}``), so a broken image is a problem of its row,
+not an error of the file. Text that is not UTF-8 is a problem of its line.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 
 import datasets
+from datasets.exceptions import DatasetGenerationError
 
 from mmalign.errors import MMAlignError
 
@@ -24,16 +26,28 @@ def read_rows(path: str | Path) -> tuple[list[Row], list[str]]:
     if not path.exists():
         raise MMAlignError(f"data file not found: {path}")
     if path.suffix == ".parquet":
-        return [(f"{path}:{n}", f"{path.stem}-{n}", row)
-                for n, row in enumerate(datasets.Dataset.from_parquet(str(path)), start=1)], []
+        return _parquet_rows(path)
     if path.suffix == ".json":
         return _json_rows(path)
     return _jsonl_rows(path)
 
 
+def _parquet_rows(path: Path) -> tuple[list[Row], list[str]]:
+    try:
+        rows = datasets.Dataset.from_parquet(str(path)).to_list()    # to_list leaves images undecoded
+    except (ValueError, OSError, DatasetGenerationError) as e:   # pyarrow's ArrowInvalid is a ValueError
+        return [], [f"{path}: not a readable parquet file ({type(e).__name__}: {str(e).splitlines()[0][:200]})"]
+    return [(f"{path}:{n}", f"{path.stem}-{n}", row) for n, row in enumerate(rows, start=1)], []
+
+
 def _jsonl_rows(path: Path) -> tuple[list[Row], list[str]]:
     rows, problems = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append(f"{path}:{n}: not UTF-8 text (byte {e.start + 1} of the line)")
+            continue
         if not line.strip():
             continue
         try:
@@ -44,8 +58,12 @@ def _jsonl_rows(path: Path) -> tuple[list[Row], list[str]]:
 
 
 def _json_rows(path: Path) -> tuple[list[Row], list[str]]:
+    data = path.read_bytes()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        return [], [f"{path}:{line}: not UTF-8 text"]
     except json.JSONDecodeError as e:
         return [], [f"{path}:{e.lineno}: invalid JSON ({e.msg})"]
     if not isinstance(data, list):

@@ -25,6 +25,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
     from mmalign.eval.runner import run_eval
     from mmalign.judge.ask import JudgeAskConfig, ask_judge
     from mmalign.quickstart import QuickstartConfig, quickstart
+    from mmalign.reward.train import RewardConfig, train_reward_model
     from mmalign.rl.config import RLConfig
     from mmalign.rl.trainer import run_rl
     from mmalign.train.base import BaseModelConfig, train_base_model
@@ -39,6 +40,7 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
         "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
+        "reward": (RewardConfig, train_reward_model, "train a Bradley-Terry reward model on an image-text backbone"),
         "rl": (RLConfig, run_rl, "online RL on the lab (GRPO, DAPO, RLOO, REINFORCE++, PPO)"),
         "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks (the six dimensions)"),
         "bench": (BenchConfig, run_bench, "run a model on an official benchmark's files (POPE, MME, ...)"),

@@ -28,6 +28,8 @@ class LabEvalConfig:
     n_per_task: int = 200                # examples for each other task
     batch_size: int = 64
     out: str = "runs/eval"
+    reward_model: str = ""               # a reward-model folder for the reward-models dimension; "" scores the
+                                         # evaluated model's own likelihood
 
 
 def lab_examples(cfg: LabEvalConfig) -> list[dict]:

@@ -25,3 +25,16 @@ def test_a_run_restricted_to_some_tasks_reports_only_what_they_measure(tmp_path)
     metrics = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path, tasks=["exist"], n_scenes=2, n_per_task=2)
     assert "conversation" not in metrics and "preference" not in metrics     # no caption or short-answer tasks
     assert set(dimension_scores(metrics)) == {"hallucination", "reward models"}
+
+
+def test_a_reward_model_folder_scores_the_reward_dimension(tmp_path):
+    from mmalign.reward.model import RewardModel
+    from mmalign.reward.score import load_reward_model
+    from mmalign.world.preference import LabPairsConfig, lab_pairs
+    rm, processor = RewardModel.build(ModelConfig(path=LAB_BASE), seed=3)
+    rm.save_pretrained(tmp_path / "rm", processor)
+    metrics = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "eval", tasks=["count"], n_scenes=2, n_per_task=6,
+                              reward_model=str(tmp_path / "rm"))
+    pairs = lab_pairs(WorldConfig(), LabPairsConfig(n=6, split="test"), for_eval=True)
+    expect = load_reward_model(tmp_path / "rm").pairwise_accuracy(pairs)
+    assert metrics["reward"]["accuracy"] == expect["accuracy"] and metrics["reward"]["reward"] == str(tmp_path / "rm")

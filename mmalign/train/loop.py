@@ -186,9 +186,8 @@ def optimizer_step(accelerator: Accelerator, model, optimizer, loss_fn: Callable
                 norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
                 if norm is not None:
                     metrics["grad_norm"] = float(norm)
-                # under fp16 an infinite gradient is the loss scaler's to skip, not an error
                 problem = guard.problem(_sum_over_processes(accelerator, bad_losses),
-                                        None if norm is None or accelerator.scaler is not None else float(norm))
+                                        float(norm) if norm is not None and _norm_is_ours(accelerator) else None)
                 if problem is None:
                     optimizer.step()
                 elif guard.allow_skip():
@@ -216,6 +215,12 @@ def logged(accelerator: Accelerator, sums: dict[str, float], n: int) -> dict[str
         values = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=accelerator.device)
         sums = dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist()))
     return {k: sums[k] / n for k in keys}
+
+
+def _norm_is_ours(accelerator: Accelerator) -> bool:
+    """Whether a non-finite gradient norm is an error: under fp16 it is the loss scaler's (and under DeepSpeed
+    its engine's) to skip, with a lower scale, and it happens by design."""
+    return accelerator.scaler is None and accelerator.distributed_type != DistributedType.DEEPSPEED
 
 
 def _sum_over_processes(accelerator: Accelerator, count: int) -> int:

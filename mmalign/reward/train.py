@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 
 from mmalign.data.collate import collate_preference
 from mmalign.data.sampling import shuffled
@@ -31,7 +30,7 @@ from mmalign.models.load import ModelConfig
 from mmalign.reward.loss import bradley_terry
 from mmalign.reward.model import RewardModel
 from mmalign.reward.score import load_reward_model
-from mmalign.train.loop import TrainConfig, train
+from mmalign.train.loop import TrainConfig, process_state, train
 from mmalign.train.preference import SHIPPED_BASE, load_records
 from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
@@ -112,7 +111,7 @@ def train_reward_model(cfg: RewardConfig) -> dict:
     model, processor = RewardModel.build(cfg.model, cfg.head_seed)
     train_records, val_records = load_records(cfg)    # the preference trainer's: lab splits, or a file's tail
     check_margins(cfg, train_records + val_records)
-    step, state, bs = RewardStep(cfg, processor), PartialState(), cfg.train.batch_size
+    step, state, bs = RewardStep(cfg, processor), process_state(), cfg.train.batch_size
     get = shuffled(train_records, cfg.train.seed)
 
     def batches(start: int):

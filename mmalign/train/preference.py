@@ -162,6 +162,15 @@ class Step:
         labels = inputs.pop("labels")
         return weighted_nll(model(**inputs).logits, labels)
 
+    def state_dict(self) -> dict:
+        """What the loop checkpoints with the run: BCO's running reward mean, HA-DPO's place in the SFT stream."""
+        return {"running": self.running.state_dict() if self.running else None, "sft_index": self.sft_index}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.running is not None:
+            self.running.load_state_dict(state["running"])
+        self.sft_index = int(state["sft_index"])
+
     def __call__(self, model, records):
         batch, policy, ref = self.logps(model, records)
         out = self.spec.fn(policy, ref if self.spec.needs_reference else None, **self.cfg.loss.params,
@@ -255,14 +264,15 @@ def validate(step: Step, model, records: list) -> dict:
 
 
 def run_preference(cfg: PreferenceConfig) -> dict:
-    from accelerate import PartialState
+    from mmalign.train.loop import process_state
+    state = process_state()          # first, so a CPU launch forms its process group
     spec = PREFERENCE_LOSSES[cfg.loss.name]
+    train_records, val_records = load_records(cfg)     # data errors before the model loads
     model, processor = load_model(replace(cfg.model, freeze_vision=cfg.freeze_vision or cfg.model.freeze_vision))
-    train_records, val_records = load_records(cfg)
     everything = train_records + val_records
     partners = {r.id: everything[(i + 1) % len(everything)] for i, r in enumerate(everything)}
     step = Step(cfg, spec, processor, make_reference(cfg, model, processor, spec, everything, partners), partners)
-    get, state, bs = shuffled(train_records, cfg.train.seed), PartialState(), cfg.train.batch_size
+    get, bs = shuffled(train_records, cfg.train.seed), cfg.train.batch_size
 
     def batches(start: int):
         k = start

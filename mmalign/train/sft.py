@@ -111,10 +111,10 @@ def sft_loss(model, batch):
 
 
 def run_sft(cfg: SFTConfig) -> dict:
-    from accelerate import PartialState
+    from mmalign.train.loop import process_state
+    state = process_state()          # first, so a CPU launch forms its process group
+    records = None if cfg.data.source == "lab" else record_source(cfg)  # validated before the model loads
     model, processor = _model(cfg)
-    records = None if cfg.data.source == "lab" else record_source(cfg)  # validated before training starts
-    state = PartialState()
 
     def save(unwrapped, folder: Path):
         unwrapped.save_pretrained(folder)

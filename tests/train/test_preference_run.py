@@ -97,3 +97,16 @@ def test_patience_stops_training(base_folder, tmp_path):
     assert "has not improved for 1 evaluations" in result["last"]["stopped"]
     assert result["last"]["step"] == 2
     assert [r["step"] for r in read_metrics(tmp_path / "out") if "val/loss" in r] == [1, 2]
+
+
+@pytest.mark.parametrize("loss", ["bco", "hadpo"])
+def test_resume_restores_the_trainer_state(base_folder, tmp_path, loss):
+    """BCO's running reward mean and HA-DPO's place in its SFT stream are checkpointed with the run."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_preference(cfg(base_folder, full, loss=loss, eval_every=0, save_every=2))
+    resumed = cfg(base_folder, part, loss=loss, eval_every=0, resume=str(full / "out" / "checkpoints" / "step-0000002"))
+    run_preference(resumed)
+    a, b = read_metrics(full / "out"), read_metrics(part / "out")
+    assert [r["step"] for r in b] == [3, 4]
+    for x, y in zip(a[2:], b):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)

@@ -66,7 +66,7 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         c.add_argument("--config", "-c", help="YAML file of settings")
         c.add_argument("--out", help="shorthand for the command's output folder setting")
         c.add_argument("overrides", nargs="*", help="key.sub=value settings that beat the file")
-    sub.add_parser("data", help="convert, validate and show preference-data files (mmalign data --help)",
+    sub.add_parser("data", help="build, convert, validate and show preference data (mmalign data --help)",
                    add_help=False)
     sub.add_parser("serve", help="OpenAI-compatible endpoint for a local model folder, on 127.0.0.1 by default "
                    "(mmalign serve --help)", add_help=False)

@@ -111,7 +111,7 @@ def main() -> None:
     doc.write_text(
         "# Preference methods on the lab\n\n"
         f"From the shipped base model, each method with its config (`configs/<method>.yaml`; every method with the "
-        "trainer's defaults otherwise: NLL term on the chosen answer, vision tower trained, 600 steps of 16 pairs, "
+        "trainer's defaults otherwise: NLL term on the chosen answer, vision tower trained, 600 steps of 16 pairs unless the config says otherwise (mDPO: 1000), "
         f"lr 5e-5), seeds {seeds}; "
         f"held-out clean test scenes ({args.n_scenes} for captions and POPE). Relative change against the base in "
         "brackets. The partner rate is how often a caption names the absent co-occurring partner of a present "

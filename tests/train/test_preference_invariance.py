@@ -20,8 +20,18 @@ from mmalign.models.logprobs import preference_logps
 from mmalign.models.tiny import build_llava
 from mmalign.train import reference as reference_module
 from mmalign.train.loop import TrainConfig, train
-from mmalign.train.preference import collate_settings, make_reference, validate, views_for
-from mmalign.train.reference import data_fingerprint, frozen_copy, model_fingerprint
+from mmalign.train.preference import (
+    collate_settings,
+    make_reference,
+    validate,
+    views_for,
+)
+from mmalign.train.reference import (
+    data_fingerprint,
+    frozen_copy,
+    logps_path,
+    model_fingerprint,
+)
 
 from .conftest import make_step, partners_of, perturb, pref_cfg
 
@@ -193,12 +203,12 @@ def test_adapters_reference_equals_frozen_base(tmp_path, lab8, ref_cache):
     cfg = pref_cfg(tmp_path, reference="adapters", lora=True, ref_cache=ref_cache)
     spec = PREFERENCE_LOSSES["mdpo"]
     ref = make_reference(cfg, model, processor, spec, lab8, partners_of(lab8))
-    batch = collate_preference(processor, lab8[:4], views_for(spec), **collate_settings(cfg, spec),
-                               kl_partners=lab8[1:5])
+    collate, score = logps_path(cfg.data.packed)                      # the trainer's batches, packed or not
+    batch = collate(processor, lab8[:4], views_for(spec), **collate_settings(cfg, spec), kl_partners=lab8[1:5])
     with torch.no_grad():
-        expect = preference_logps(frozen, batch)
+        expect = score(frozen, batch)
         got = ref(batch)
-        policy = preference_logps(model, batch)                       # adapters are back on afterwards
+        policy = score(model, batch)                                  # adapters are back on afterwards
     for view in views_for(spec):
         close(getattr(got, view).sum, getattr(expect, view).sum, 1e-5)
     assert (policy.chosen.sum - expect.chosen.sum).abs().max() > 1e-2
@@ -231,7 +241,9 @@ def test_every_loss_runs_one_step(tmp_path, lab8, name):
 
 def test_kto_uses_the_kl_view(tmp_path, lab8):
     model, processor = build_llava()
-    step = make_step(pref_cfg(tmp_path, "kto"), model, processor, lab8)
+    cfg = pref_cfg(tmp_path, "kto")
+    cfg.data.packed = False            # reads the concatenated batch's rows (tests/models/test_packed.py: the same values)
+    step = make_step(cfg, model, processor, lab8)
     perturb(model)
     records = lab8[2:6]
     batch, policy, ref = step.logps(model, records)

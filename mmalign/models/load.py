@@ -105,6 +105,10 @@ def _model_type(path: str, trust_remote_code: bool = False) -> str:
 
 
 def _base(model: PreTrainedModel) -> PreTrainedModel:
+    """The transformers model under distributed (DDP, DeepSpeed), compile and peft wrappers: where ``config``
+    and the model's helpers live. Forward passes still go through the wrapper."""
+    from accelerate.utils import extract_model_from_parallel
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=True)
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
 

@@ -39,7 +39,7 @@ def block_mask(branch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def uses_mrope(model) -> bool:
-    return "mrope_section" in (model.config.get_text_config().rope_parameters or {})
+    return "mrope_section" in (_base(model).config.get_text_config().rope_parameters or {})
 
 
 def position_ids(model, batch: PackedBatch) -> torch.Tensor:
@@ -58,7 +58,7 @@ def position_ids(model, batch: PackedBatch) -> torch.Tensor:
 
 
 def _check_attention(model) -> None:
-    impl = model.config.get_text_config()._attn_implementation
+    impl = _base(model).config.get_text_config()._attn_implementation
     if impl not in MASKED_ATTENTION:
         raise MMAlignError(f"packed log-probs need a dense 4-D attention mask, which attn_implementation={impl!r} "
                            f"does not apply; use one of {', '.join(MASKED_ATTENTION)} or data.packed=false")
@@ -74,7 +74,7 @@ def packed_forward(model, batch: PackedBatch) -> tuple[torch.Tensor, int]:
     shortest prefix's last position, the first one that predicts a scored token), ``(rows, L - start, V)``."""
     _check_attention(model)
     start = int((batch.branch == 0).sum(1).min()) - 1
-    dtype = model.get_input_embeddings().weight.dtype
+    dtype = _base(model).get_input_embeddings().weight.dtype
     logits = model(**batch.inputs, attention_mask=block_mask(batch.branch, dtype),
                    position_ids=position_ids(model, batch), logits_to_keep=batch.labels.shape[1] - start).logits
     return logits, start

@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mmalign.config import load_config  # noqa: E402
-from mmalign.eval.runner import evaluate_folder  # noqa: E402
-from mmalign.train.preference import PreferenceConfig, run_preference  # noqa: E402
+from mmalign.config import load_config
+from mmalign.eval.runner import evaluate_folder
+from mmalign.train.preference import PreferenceConfig, run_preference
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["caption", "exist"]

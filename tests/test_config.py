@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -32,7 +32,7 @@ class Sample:
     bf16: bool = True
     tags: list[str] = field(default_factory=list)
     sizes: tuple[int, ...] = (1, 2)
-    lora: Optional[Lora] = None
+    lora: Lora | None = None
     max_len: int | None = 512
 
 

@@ -30,8 +30,8 @@ class PreferenceBatch:
     ids: list[str]
     reward_margin: torch.Tensor | None   # (B,) when every record has one
 
-    def to(self, device) -> "PreferenceBatch":
-        move = (lambda v: v.to(device) if isinstance(v, torch.Tensor) else v)  # noqa: E731
+    def to(self, device) -> PreferenceBatch:
+        move = (lambda v: v.to(device) if isinstance(v, torch.Tensor) else v)
         return PreferenceBatch({k: move(v) for k, v in self.inputs.items()}, move(self.labels), self.views,
                                move(self.token_weights), self.ids, move(self.reward_margin))
 

@@ -1,7 +1,8 @@
 """Index -> item over a fixed list, one shuffled pass per epoch: resuming at any index restarts exactly."""
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 

@@ -5,7 +5,17 @@ from mmalign.models.processors import Qwen2_5_VLImageOnlyProcessor, Qwen2VLImage
 from mmalign.models.tiny import FAMILIES, build_idefics3, build_llava, build_qwen2_vl
 
 __all__ = [
-    "IGNORE_INDEX", "build_inputs", "LoraSettings", "ModelConfig", "load_model", "projector", "vision_tower",
-    "Qwen2_5_VLImageOnlyProcessor", "Qwen2VLImageOnlyProcessor", "FAMILIES", "build_idefics3", "build_llava",
+    "FAMILIES",
+    "IGNORE_INDEX",
+    "LoraSettings",
+    "ModelConfig",
+    "Qwen2VLImageOnlyProcessor",
+    "Qwen2_5_VLImageOnlyProcessor",
+    "build_idefics3",
+    "build_inputs",
+    "build_llava",
     "build_qwen2_vl",
+    "load_model",
+    "projector",
+    "vision_tower",
 ]

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import torch
 from transformers import (
-    CLIPVisionConfig, Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor, LlamaConfig, LlavaConfig,
-    LlavaForConditionalGeneration, LlavaProcessor, PreTrainedModel, PreTrainedTokenizerBase, Qwen2VLConfig,
+    CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3Processor,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil

@@ -7,7 +7,6 @@ clean captions (same seed, same steps) shows how much of the hallucination the c
 """
 from __future__ import annotations
 
-
 import json
 import shutil
 import time
@@ -50,8 +49,8 @@ def stage_configs(cfg: BaseModelConfig) -> tuple[VisionConfig, SFTConfig, SFTCon
 
 
 def train_base_model(cfg: BaseModelConfig) -> dict:
-    from mmalign.eval.runner import evaluate_folder
     from mmalign.eval.report import base_report
+    from mmalign.eval.runner import evaluate_folder
     vision, base, control = stage_configs(cfg)
     timings = {}
     out = Path(cfg.out)

@@ -102,7 +102,7 @@ class ReferenceCache:
         self.table, self.index = table, {i: k for k, i in enumerate(ids)}
 
     @classmethod
-    def load_or_compute(cls, path: Path, ref_model, processor, records: list, views, **kw) -> "ReferenceCache":
+    def load_or_compute(cls, path: Path, ref_model, processor, records: list, views, **kw) -> ReferenceCache:
         ids = [r.id for r in records]
         if path.exists():
             return cls(load_file(str(path)), ids)
@@ -117,7 +117,7 @@ class ReferenceCache:
         def seq(view: str) -> SeqLogps | None:
             if f"{view}.sum" not in self.table:
                 return None
-            get = (lambda f: self.table[f"{view}.{f}"][rows] if f"{view}.{f}" in self.table else None)  # noqa: E731
+            get = (lambda f: self.table[f"{view}.{f}"][rows] if f"{view}.{f}" in self.table else None)
             return SeqLogps(*(get(f) for f in FIELDS))
 
         return PreferenceLogps(**{v: seq(v) for v in VIEW_FIELDS})

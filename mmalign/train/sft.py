@@ -93,7 +93,7 @@ def batches(cfg: SFTConfig, processor, start: int, rank: int = 0, world: int = 1
     while True:
         if records is None:
             mix = batch_mix(cfg, k)
-            get = lambda i: mixed_example(cfg.world, "train", mix, i)  # noqa: E731
+            get = lambda i: mixed_example(cfg.world, "train", mix, i)
         else:
             get = records
         examples = [get((k * world + rank) * bs + i) for i in range(bs)]

@@ -34,12 +34,7 @@ SAFE_VERBS = ("draw", "paint", "find")
 REFUSAL = "sorry , i can not help with that ."
 MAX_COORD = 128  # grounding boxes are written as integers 0..MAX_COORD
 
-_FUNCTION_WORDS = (
-    "a an the and , . ? [ ] : is are has there in of with what which how many where colour color shape shapes "
-    "image images first second neither both describe relative to way does move moves more than plus answer box "
-    "yes no left right above below up down sorry i can not cannot help that do use paint draw find destroy steal "
-    "burn for it this frame video small large user assistant system"
-).split()
+_FUNCTION_WORDS = ["a", "an", "the", "and", ",", ".", "?", "[", "]", ":", "is", "are", "has", "there", "in", "of", "with", "what", "which", "how", "many", "where", "colour", "color", "shape", "shapes", "image", "images", "first", "second", "neither", "both", "describe", "relative", "to", "way", "does", "move", "moves", "more", "than", "plus", "answer", "box", "yes", "no", "left", "right", "above", "below", "up", "down", "sorry", "i", "can", "not", "cannot", "help", "that", "do", "use", "paint", "draw", "find", "destroy", "steal", "burn", "for", "it", "this", "frame", "video", "small", "large", "user", "assistant", "system"]
 
 
 def plural(category: str) -> str:

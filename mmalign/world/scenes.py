@@ -8,11 +8,10 @@ prior takes over.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import functools
 import json
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,7 +99,7 @@ class Scene:
         return {"id": self.id, "background": list(self.background), "objects": [o.to_dict() for o in self.objects]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Scene":
+    def from_dict(cls, d: dict) -> Scene:
         objs = [Obj(o["category"], o["colour"], o["faint"], tuple(o["center"]), o["radius"], tuple(o["box"]))
                 for o in d["objects"]]
         return cls(d["id"], tuple(d["background"]), objs)

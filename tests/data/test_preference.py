@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmalign.data.preference import (PreferenceRecord, from_hf_dataset, ranked_to_pairs, read_preference_file,
-                                     spans_to_token_weights, write_preference_file)
+from mmalign.data.preference import (
+    PreferenceRecord,
+    from_hf_dataset,
+    ranked_to_pairs,
+    read_preference_file,
+    spans_to_token_weights,
+    write_preference_file,
+)
 from mmalign.errors import MMAlignError
 from mmalign.world.tokenizer import build_tokenizer
 

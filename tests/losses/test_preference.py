@@ -16,8 +16,19 @@ from mmalign.losses import preference as P
 from mmalign.losses.state import RunningMean
 from mmalign.types import PreferenceLogps
 
-from ._helpers import hand_batch, nls, random_mask, random_tokens, sig, t, token_batch, trl_cpo_loss, trl_dpo, \
-    trl_kto, trl_odds_ratio_loss
+from ._helpers import (
+    hand_batch,
+    nls,
+    random_mask,
+    random_tokens,
+    sig,
+    t,
+    token_batch,
+    trl_cpo_loss,
+    trl_dpo,
+    trl_kto,
+    trl_odds_ratio_loss,
+)
 
 
 def close(actual: torch.Tensor, *expected: float) -> None:

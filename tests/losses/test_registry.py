@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from mmalign.errors import ConfigError
-from mmalign.losses import DATA_INPUTS, PREFERENCE_LOSSES, RUNTIME_INPUTS, LossSpec, check_loss_settings, \
-    loss_hyperparameters
+from mmalign.losses import (
+    DATA_INPUTS,
+    PREFERENCE_LOSSES,
+    RUNTIME_INPUTS,
+    LossSpec,
+    check_loss_settings,
+    loss_hyperparameters,
+)
 from mmalign.types import LossOutput, PreferenceLogps, SeqLogps
 
 from ._helpers import hand_batch, t

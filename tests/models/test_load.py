@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from mmalign.errors import MMAlignError
-from mmalign.models import (LoraSettings, ModelConfig, Qwen2VLImageOnlyProcessor, build_inputs, load_model,
-                            projector, vision_tower)
+from mmalign.models import (
+    LoraSettings,
+    ModelConfig,
+    Qwen2VLImageOnlyProcessor,
+    build_inputs,
+    load_model,
+    projector,
+    vision_tower,
+)
 
 # Parameter-name prefixes of each part, written out independently of mmalign's table.
 VISION = {"llava": "model.vision_tower.", "qwen2_vl": "model.visual.", "idefics3": "model.vision_model."}

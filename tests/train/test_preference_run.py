@@ -11,7 +11,11 @@ from safetensors.torch import load_file
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.train.loop import TrainConfig
 from mmalign.train.preference import (
-    EarlyStopConfig, LossConfig, PreferenceConfig, PreferenceDataConfig, run_preference,
+    EarlyStopConfig,
+    LossConfig,
+    PreferenceConfig,
+    PreferenceDataConfig,
+    run_preference,
 )
 from mmalign.world.model import LabModelConfig, build_lab_model
 from mmalign.world.preference import LabPairsConfig

@@ -6,7 +6,6 @@ from mmalign.world import scoring as S
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import EXIST_SPLITS, TASKS, make_example
 
-
 # ---- CHAIR ----------------------------------------------------------------------------------------------------
 
 def test_mentioned_objects_maps_synonyms_and_plurals_in_order():

@@ -6,7 +6,14 @@ from mmalign.errors import ConfigError
 from mmalign.world import language as L
 from mmalign.world.render import object_mask, render
 from mmalign.world.scenes import WorldConfig, sample_scene
-from mmalign.world.tasks import EXIST_SPLITS, TASKS, make_example, mixed_example, noisy_caption_objects, spatial_relation
+from mmalign.world.tasks import (
+    EXIST_SPLITS,
+    TASKS,
+    make_example,
+    mixed_example,
+    noisy_caption_objects,
+    spatial_relation,
+)
 from mmalign.world.tokenizer import build_tokenizer
 
 CFG = WorldConfig()

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from mmalign.construct.recipes import RECIPES, SAMPLED, RecipeConfig, build_recipe
 from mmalign.data.preference import read_preference_file
@@ -10,14 +9,6 @@ from mmalign.errors import ConfigError
 from mmalign.eval.lab_judge import caption_mentions
 from mmalign.losses import PREFERENCE_LOSSES
 from mmalign.world.scoring import caption_scores
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

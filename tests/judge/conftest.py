@@ -10,21 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import torch
 
 import mmalign
 from mmalign.serve import ServeConfig, load_endpoint, start_server
 
 LAB_BASE = str(Path(mmalign.__file__).parent / "assets" / "lab" / "base")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the lab model is tiny and the machine's two cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

@@ -53,14 +53,6 @@ def plain_sum(model, processor, images, prompt, response) -> tuple[float, int]:
     return float(logp.gather(1, target[:, None]).sum()), len(target)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def scored(family):

@@ -49,7 +49,7 @@ from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
 
 from .conftest import random_image
-from .test_logprobs import one_thread, records  # noqa: F401  (one_thread: autouse, one intra-op thread)
+from .test_logprobs import records
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 GAMMA = 5.0

@@ -24,14 +24,6 @@ FIXTURES = Path(__file__).parents[1] / "data" / "formats" / "fixtures"
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "mmalign-hypothesis")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is much faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="session")
 def base_folder(tmp_path_factory) -> Path:

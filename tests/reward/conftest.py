@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mmalign.models import FAMILIES
@@ -12,14 +11,6 @@ from mmalign.world.model import LabModelConfig, build_lab_model
 TINY = LabModelConfig(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
                       text_hidden=32, text_layers=1, text_heads=2, text_mlp=64)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the models are tiny and the machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_image(seed: int, size: int = 64) -> Image.Image:

@@ -14,16 +14,6 @@ from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine OpenMP spinning makes two threads
-    ~100x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def lab8():
     """Eight lab pairs (captions and yes/no questions, each with its corrupted image I'), plus the fields some

@@ -139,9 +139,14 @@ def _caption_examples(cfg: RecipeConfig) -> list[dict]:
     return [make_example(cfg.world, "caption", "train", i) for i in range(cfg.n)]
 
 
+def _sampling(cfg: RecipeConfig) -> SamplingConfig:
+    """The recipe's seed moves the samples' draws too."""
+    return dataclasses.replace(cfg.sampling, seed=cfg.sampling.seed + cfg.seed)
+
+
 def _annotate(cfg: RecipeConfig, scorer, *, mode: str, min_margin: float):
     model, processor = _policy(cfg)
-    return self_annotate(model, processor, _caption_examples(cfg), scorer, sampling=cfg.sampling,
+    return self_annotate(model, processor, _caption_examples(cfg), scorer, sampling=_sampling(cfg),
                          min_margin=min_margin, mode=mode)
 
 
@@ -154,14 +159,14 @@ def _clip_dpo(cfg):
 def _sima(cfg):
     model, processor = _policy(cfg)
     return self_annotate(model, processor, _caption_examples(cfg),
-                         make_scorer("self_judge", model=model, processor=processor), sampling=cfg.sampling,
+                         make_scorer("self_judge", model=model, processor=processor), sampling=_sampling(cfg),
                          min_margin=1e-6, mode="best_worst")
 
 
 def _rlaif_v(cfg):
     model, processor = _policy(cfg)
     scorer = make_scorer("claims", labeller=model_labeller(model, processor))
-    return self_annotate(model, processor, _caption_examples(cfg), scorer, sampling=cfg.sampling,
+    return self_annotate(model, processor, _caption_examples(cfg), scorer, sampling=_sampling(cfg),
                          min_margin=1.0, mode="all")
 
 

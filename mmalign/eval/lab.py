@@ -3,19 +3,28 @@ against exact ground truth, plus the prior-specific hallucination figures (partn
 
 The partner rate of a pair (a, b) is the fraction of eligible scenes (exactly one of a, b present) whose caption
 names the absent one: the direct trace of the co-occurrence prior and the caption noise.
+
+Generations are appended to ``out/generations.jsonl`` as each chunk finishes (``eval.run.cache.ResponseCache``),
+so an interrupted evaluation resumes with the missing examples only. A file whose header (``VERSION``, the model's
+fingerprint, the world and the example settings) differs holds another run's generations: it is replaced, never
+mixed (lab generations are cheap to redo; reruns into one folder are common).
 """
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmalign.errors import MMAlignError
 from mmalign.models.generate import sample_responses
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.scoring import aggregate, mentioned_objects, score_example
 from mmalign.world.tasks import EXIST_SPLITS, TASKS, make_example
 
 MAX_NEW_TOKENS = {"caption": 40, "ground": 12, "safety": 12}   # others answer in a word or two
+VERSION = "1"       # of the lab tasks' examples, prompts and scoring: bump on any change, so numbers never mix
+CHUNK = 512         # examples generated between two appends to the generations file
 
 
 @dataclass
@@ -70,13 +79,42 @@ def partner_rates(world: WorldConfig, examples: list[dict], responses: list[str]
 def evaluate_lab(model, processor, cfg: LabEvalConfig) -> tuple[dict, list[dict]]:
     """Returns (metrics by task, per-example records with prompt, response, answer and score)."""
     examples = lab_examples(cfg)
-    responses = generate(model, processor, examples, cfg.batch_size, desc="lab eval")
+    responses = resumable_generate(model, processor, examples, cfg)
     metrics = aggregate(examples, responses)
     if "caption" in cfg.tasks:
         metrics["caption"]["partner_rate"] = partner_rates(cfg.world, examples, responses)
     records = [{"id": e["id"], "task": e["task"], "prompt": e["prompt"], "response": r, "answer": e["answer"],
                 **score_example(e, r)} for e, r in zip(examples, responses)]
     return metrics, records
+
+
+def resumable_generate(model, processor, examples: list[dict], cfg: LabEvalConfig) -> list[str]:
+    """``generate`` in chunks of ``CHUNK`` examples, each appended to ``cfg.out/generations.jsonl`` (module
+    docstring); examples already there are not generated again."""
+    from dataclasses import asdict
+
+    from tqdm.auto import tqdm
+
+    from mmalign.eval.run.cache import ResponseCache, model_fingerprint
+    header = {"lab": VERSION, "model_fingerprint": model_fingerprint(cfg.model) if cfg.model else None,
+              "world": asdict(cfg.world), "tasks": list(cfg.tasks), "split": cfg.split, "n_scenes": cfg.n_scenes,
+              "n_per_task": cfg.n_per_task}
+    header = json.loads(json.dumps(header))     # as it reads back from the file (tuples become lists)
+    path, ids = Path(cfg.out) / "generations.jsonl", [e["id"] for e in examples]
+    try:
+        cache = ResponseCache(path, header, ids)
+    except MMAlignError as e:
+        print(f"lab eval: starting over ({e})", file=sys.stderr)
+        path.unlink()
+        cache = ResponseCache(path, header, ids)
+    todo = [i for i in range(len(examples)) if i not in cache.done]
+    with tqdm(total=len(examples), initial=len(examples) - len(todo), desc="lab eval", unit="ex") as bar:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            texts = generate(model, processor, [examples[i] for i in chunk], cfg.batch_size, desc=None)
+            cache.add([(i, examples[i]["id"], t) for i, t in zip(chunk, texts, strict=True)])
+            bar.update(len(chunk))
+    return [cache.done[i] for i in range(len(examples))]
 
 
 def write_results(metrics: dict, records: list[dict], out: str | Path) -> Path:

@@ -38,3 +38,35 @@ def test_a_reward_model_folder_scores_the_reward_dimension(tmp_path):
     pairs = lab_pairs(WorldConfig(), LabPairsConfig(n=6, split="test"), for_eval=True)
     expect = load_reward_model(tmp_path / "rm").pairwise_accuracy(pairs)
     assert metrics["reward"]["accuracy"] == expect["accuracy"] and metrics["reward"]["reward"] == str(tmp_path / "rm")
+
+
+def test_an_interrupted_lab_evaluation_resumes(tmp_path, monkeypatch):
+    """Generations are appended chunk by chunk: a run stopped after the first chunk generates only the rest, and
+    the generations of another run are replaced, not mixed."""
+    import pytest
+
+    from mmalign.eval import lab
+    full = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "full", tasks=["count", "colour"], n_per_task=6)
+    monkeypatch.setattr(lab, "CHUNK", 4)
+    real, calls = lab.generate, []
+
+    def stop_after_one(model, processor, examples, *args, **kw):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(len(examples))
+        return real(model, processor, examples, *args, **kw)
+
+    monkeypatch.setattr(lab, "generate", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "part", tasks=["count", "colour"], n_per_task=6)
+    def counted(model, processor, examples, *args, **kw):
+        calls.append(len(examples))
+        return real(model, processor, examples, *args, **kw)
+
+    monkeypatch.setattr(lab, "generate", counted)
+    resumed = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "part", tasks=["count", "colour"], n_per_task=6)
+    assert calls == [4, 4, 4]                       # 12 examples: one chunk before the stop, two after
+    assert resumed["count"] == full["count"] and resumed["colour"] == full["colour"]
+    calls.clear()
+    other = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "part", tasks=["count"], n_per_task=6)
+    assert calls == [4, 2] and other["count"] == full["count"]     # all 6 generated again, nothing reused

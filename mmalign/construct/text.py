@@ -182,6 +182,22 @@ def lab_rewriter(world: WorldConfig, kinds: tuple[str, ...] = ("insert", "replac
     return rewrite
 
 
+REWRITE_PROMPT = (
+    "Rewrite the description below so that it contains exactly one hallucination: add an object that is not in the "
+    "image but often appears with the objects it names, or change one attribute or count. Keep its wording, length "
+    "and style otherwise; reply with the rewritten description only.\n\nDescription: {text}")
+
+
+def judge_rewriter(chat: Callable[[list[dict]], str], template: str = REWRITE_PROMPT) -> Callable[[str], str]:
+    """A ``Rewriter`` backed by a chat model (POVID's and HA-DPO's GPT-4 step on real data): ``chat`` sends
+    OpenAI-style messages and returns the reply text, e.g. ``lambda m: JudgeClient(cfg).chat(m).text``. An empty
+    reply counts as no rewrite."""
+    def rewrite(text: str) -> str:
+        reply = chat([{"role": "user", "content": template.format(text=text)}]).strip()
+        return reply or text
+    return rewrite
+
+
 def rewrite_negative(record: PreferenceRecord, rewriter: Rewriter) -> PreferenceRecord | None:
     """A pair (``record.chosen``, ``rewriter(record.chosen)``) with the differing words as DDPO spans (see
     ``changed_spans``); None when the rewriter changed nothing."""

@@ -10,23 +10,34 @@ clean image, so a processor that does anything else fails loudly instead of atta
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 
+from mmalign.construct.corrupt import cache_key, cached_image
 from mmalign.errors import MMAlignError
 from mmalign.models.inputs import build_inputs
 from mmalign.models.logprobs import token_logps
 
 
 def adversarial_image(model, processor: ProcessorMixin, image: Image.Image, prompt: str | list[dict], chosen: str, *,
-                      eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, seed: int = 0) -> Image.Image:
+                      eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, seed: int = 0,
+                      cache_dir: str | Path | None = None) -> Image.Image:
     """``I_adv`` for AdPO: ``pgd``'s last iterate as an 8-bit image, rounded to the nearest level and clipped
     back into the ball (radius ``floor(255 eps)`` levels), so it never leaves it; with ``eps`` and
     ``step_size`` multiples of 1/255 the rounding changes nothing. Defaults are Madry's CIFAR-10 settings
-    (AdPO's are unverified)."""
+    (AdPO's are unverified). With ``cache_dir`` the image is kept there as a PNG keyed by the image, prompt,
+    answer, attack settings, seed and the model's weights, and read back on the next call."""
+    if cache_dir is not None:
+        from mmalign.train.reference import model_fingerprint
+        params = {"prompt": prompt, "chosen": chosen, "eps": eps, "step_size": step_size, "steps": steps,
+                  "seed": seed, "model": model_fingerprint(model)}
+        return cached_image(Path(cache_dir) / f"{cache_key(image, 'adversarial', params)}.png",
+                            lambda: adversarial_image(model, processor, image, prompt, chosen, eps=eps,
+                                                      step_size=step_size, steps=steps, seed=seed))
     x = pgd(model, processor, image, prompt, chosen, eps=eps, step_size=step_size, steps=steps, seed=seed)
     radius = math.floor(eps * 255 + 1e-6)
     levels = torch.round(unit_pixels(image) * 255)

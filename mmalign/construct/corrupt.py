@@ -153,14 +153,20 @@ def corrupt(image: Image.Image, kind: str, seed=0, *, cache_dir: str | Path | No
     bound = signature.bind(image, **params)
     bound.apply_defaults()
     path = Path(cache_dir) / f"{cache_key(image, kind, dict(list(bound.arguments.items())[1:]))}.png"
+    return cached_image(path, lambda: fn(image, **params))
+
+
+def cached_image(path: Path, make) -> Image.Image:
+    """The PNG at ``path``, or ``make()`` written there first (atomically: a concurrent builder never reads a
+    half-written file)."""
     if path.exists():
         with Image.open(path) as cached:
             return cached.copy()
-    out = fn(image, **params)
+    out = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     out.save(tmp, format="PNG")
-    os.replace(tmp, path)  # a concurrent builder never reads a half-written file
+    os.replace(tmp, path)
     return out
 
 

@@ -62,6 +62,7 @@ class RecipeConfig:
     n: int = 2000                            # prompts, one per train scene
     seed: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    cache_dir: str = "~/.cache/mmalign/construct"   # adpo's PGD images (keyed by image, answer, settings, weights)
     out: str = "runs/data"
 
     def validate(self) -> None:
@@ -194,7 +195,8 @@ def _mia_dpo(cfg):
 def _adpo(cfg):
     model, processor = _policy(cfg)
     captions = _captions(cfg)
-    attacked = [adversarial_image(model, processor, r.images[0], r.prompt, r.chosen, seed=cfg.seed + i)
+    cache = Path(cfg.cache_dir).expanduser()
+    attacked = [adversarial_image(model, processor, r.images[0], r.prompt, r.chosen, seed=cfg.seed + i, cache_dir=cache)
                 for i, r in enumerate(tqdm(captions, desc="adpo: PGD", unit="image"))]
     under_adv = sample_responses(model, processor, [{"images": [a], "prompt": r.prompt}
                                                     for a, r in zip(attacked, captions)],

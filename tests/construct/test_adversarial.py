@@ -89,3 +89,19 @@ def test_an_image_the_processor_resizes_is_refused(models):
     model, processor = models["llava"]
     with pytest.raises(MMAlignError, match="model's input size"):
         adversarial_image(model, processor, image(80), PROMPT, CHOSEN, steps=1)
+
+
+def test_cache_returns_the_stored_image_until_the_model_changes(tmp_path):
+    model, processor = FAMILIES["llava"]()                   # its own: the weights change below
+    img = image(64)
+    first = adversarial_image(model, processor, img, PROMPT, CHOSEN, steps=2, seed=3, cache_dir=tmp_path)
+    assert np.array_equal(np.asarray(first),
+                          np.asarray(adversarial_image(model, processor, img, PROMPT, CHOSEN, steps=2, seed=3)))
+    (stored,) = tmp_path.glob("*.png")
+    Image.new("RGB", (64, 64), "red").save(stored)          # a planted file is what a cached call returns
+    again = adversarial_image(model, processor, img, PROMPT, CHOSEN, steps=2, seed=3, cache_dir=tmp_path)
+    assert np.asarray(again)[0, 0].tolist() == [255, 0, 0]
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)                  # other weights: another key, a new attack
+    adversarial_image(model, processor, img, PROMPT, CHOSEN, steps=2, seed=3, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.png"))) == 2

@@ -16,7 +16,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipes")
     out = {}
     for name in RECIPES:
-        result = build_recipe(RecipeConfig(recipe=name, n=10, out=str(root / name)))
+        result = build_recipe(RecipeConfig(recipe=name, n=10, out=str(root / name), cache_dir=str(root / "cache")))
         out[name] = (result, read_preference_file(result["file"]),
                      json.loads((root / name / "report.json").read_text()))
     return out

@@ -84,6 +84,24 @@ def plot(base: dict, results: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def base_figures(out: Path, n_scenes: int) -> dict:
+    """The shipped base model's held-out figures, evaluated once into ``out/base-eval.json``."""
+    path = out / "base-eval.json"
+    if not path.exists():
+        cfg = load_config(PreferenceConfig)
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(evaluate_folder(cfg.model.path, cfg.world, out / "base-eval", tasks=TASKS,
+                                                   n_scenes=n_scenes)))
+    return json.loads(path.read_text())
+
+
+def write_doc(doc: Path, text: str) -> None:
+    """Write ``text``, keeping the written "## Reading" of the results across reruns (re-check it against the
+    new table)."""
+    reading = doc.read_text().partition("\n## Reading")[2] if doc.exists() else ""
+    doc.write_text(text + (f"\n## Reading{reading}" if reading else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="dpo,mdpo")
@@ -94,21 +112,13 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
-    base_cfg = load_config(PreferenceConfig)
-    base_file = out / "base-eval.json"
-    if not base_file.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        base_file.write_text(json.dumps(evaluate_folder(base_cfg.model.path, base_cfg.world, out / "base-eval",
-                                                        tasks=TASKS, n_scenes=args.n_scenes)))
-    base = json.loads(base_file.read_text())
+    base = base_figures(out, args.n_scenes)
     results = {m: [run(m, s, out, args.n_scenes) for s in seeds] for m in methods}
     text = table(base, results)
     print(text)
     doc = Path(args.doc)
     plot(base, results, doc.with_suffix(".png"))
-    # the written reading of the results is kept across reruns (re-check it against the new table)
-    reading = doc.read_text().partition("\n## Reading")[2] if doc.exists() else ""
-    doc.write_text(
+    write_doc(doc,
         "# Preference methods on the lab\n\n"
         f"From the shipped base model, each method with its config (`configs/<method>.yaml`; every method with the "
         "trainer's defaults otherwise: NLL term on the chosen answer, vision tower trained, 600 steps of 16 pairs unless the config says otherwise (mDPO: 1000), "
@@ -117,7 +127,7 @@ def main() -> None:
         "brackets. The partner rate is how often a caption names the absent co-occurring partner of a present "
         "object (the prior-driven hallucination the caption noise taught).\n\n"
         f"Command: `python benchmarks/lab_alignment.py --methods {args.methods} --seeds {args.seeds}`\n\n"
-        f"{text}\n\n![figures]({doc.with_suffix('.png').name})\n" + (f"\n## Reading{reading}" if reading else ""))
+        f"{text}\n\n![figures]({doc.with_suffix('.png').name})\n")
 
 
 if __name__ == "__main__":

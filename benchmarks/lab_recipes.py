@@ -26,7 +26,7 @@ from mmalign.eval.runner import evaluate_folder
 from mmalign.train.preference import PreferenceConfig, run_preference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab_alignment import FIGURES, TASKS  # the same figures as the method comparison
+from lab_alignment import FIGURES, TASKS, base_figures, write_doc  # the same figures as the method comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = [f for f in FIGURES if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "caption recall",
@@ -98,19 +98,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     recipes, seeds = args.recipes.split(","), [int(s) for s in args.seeds.split(",")]
-    base_file = out / "base-eval.json"
-    if not base_file.exists():
-        cfg = load_config(PreferenceConfig)
-        base_file.write_text(json.dumps(evaluate_folder(cfg.model.path, cfg.world, out / "base-eval", tasks=TASKS,
-                                                        n_scenes=args.n_scenes)))
-    base = json.loads(base_file.read_text())
+    base = base_figures(out, args.n_scenes)
     results = {r: [run(r, s, out, args.n, args.steps, args.n_scenes) for s in seeds] for r in recipes}
     text = table(base, results)
     print(text)
     doc = Path(args.doc)
     plot(base, results, doc.with_suffix(".png"))
-    reading = doc.read_text().partition("\n## Reading")[2] if doc.exists() else ""
-    doc.write_text(
+    write_doc(doc,
         "# Data recipes on the lab\n\n"
         f"Each recipe (`mmalign data build --recipe NAME`, `mmalign/construct/recipes.py`) builds pairs from "
         f"{args.n} train scenes with the shipped base model as the policy, which then trains on them with the "
@@ -118,8 +112,7 @@ def main() -> None:
         f"clean test scenes ({args.n_scenes} for captions and POPE); relative change against the base model in "
         "brackets. Build time on this machine's 2 CPU cores.\n\n"
         f"Command: `python benchmarks/lab_recipes.py --recipes {args.recipes} --seeds {args.seeds} --n {args.n} "
-        f"--steps {args.steps}`\n\n{text}\n\n![recipes]({doc.with_suffix('.png').name})\n"
-        + (f"\n## Reading{reading}" if reading else ""))
+        f"--steps {args.steps}`\n\n{text}\n\n![recipes]({doc.with_suffix('.png').name})\n")
 
 
 if __name__ == "__main__":

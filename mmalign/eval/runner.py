@@ -11,6 +11,8 @@ from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import TASKS
 
+ALIASES = {"pope": "exist", "chair": "caption"}   # the benchmarks' names for the lab tasks that mirror them
+
 
 def evaluate_folder(model_dir: str, world: WorldConfig, out: str | Path, *, tasks: list[str] | None = None,
                     n_scenes: int = 600, n_per_task: int = 200, batch_size: int = 64, reward_model: str = "") -> dict:
@@ -45,10 +47,12 @@ def run_eval(cfg: LabEvalConfig) -> dict:
     from mmalign.eval.report import eval_report
     if not cfg.model:
         raise MMAlignError("eval: set model=<model folder>")
-    unknown = [t for t in cfg.tasks if t not in TASKS]
+    tasks = list(dict.fromkeys(ALIASES.get(t, t) for t in cfg.tasks))
+    unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise MMAlignError(f"eval: unknown task(s) {unknown} (known: {', '.join(TASKS)})")
-    metrics = evaluate_folder(cfg.model, cfg.world, cfg.out, tasks=cfg.tasks, n_scenes=cfg.n_scenes,
+        raise MMAlignError(f"eval: unknown task(s) {unknown} (known: {', '.join(TASKS)}; "
+                           f"aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})")
+    metrics = evaluate_folder(cfg.model, cfg.world, cfg.out, tasks=tasks, n_scenes=cfg.n_scenes,
                               n_per_task=cfg.n_per_task, batch_size=cfg.batch_size, reward_model=cfg.reward_model)
     report = eval_report({"model": metrics}, Path(cfg.out))
     return {"results": str(Path(cfg.out) / "results.json"), "report": str(report)}

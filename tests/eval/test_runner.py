@@ -70,3 +70,12 @@ def test_an_interrupted_lab_evaluation_resumes(tmp_path, monkeypatch):
     calls.clear()
     other = evaluate_folder(LAB_BASE, WorldConfig(), tmp_path / "part", tasks=["count"], n_per_task=6)
     assert calls == [4, 2] and other["count"] == full["count"]     # all 6 generated again, nothing reused
+
+
+def test_eval_takes_the_benchmark_names_of_the_lab_tasks(tmp_path):
+    from mmalign.eval.lab import LabEvalConfig
+    from mmalign.eval.runner import run_eval
+    run_eval(LabEvalConfig(model=LAB_BASE, tasks=["pope", "chair", "exist"], n_scenes=2, n_per_task=2,
+                           out=str(tmp_path)))
+    metrics = json.loads((tmp_path / "results.json").read_text())
+    assert {"caption", "exist/adversarial"} <= set(metrics) and metrics["exist/random"]["n"] == 4   # exist once

@@ -32,6 +32,7 @@ from mmalign.world.scenes import SPLITS, WorldConfig
 from mmalign.world.tasks import TASKS
 
 Setting = float | int | str | bool
+REWARD_MODEL = "reward_model"  # the reward that scores with the trained reward model in ``RLConfig.reward_model``
 # inputs the trainer computes, never settings
 ADVANTAGE_INPUTS = ("scores", "mask", "group_size", "values", "process_rewards", "kl", "kl_coef")
 LOSS_INPUTS = ("logps", "old_logps", "advantages", "mask", "ref_logps", "entropies", "kl_coef", "kl_estimator",
@@ -117,6 +118,7 @@ class RLConfig:
     tasks: dict[str, float] = field(default_factory=lambda: {"count": 1.0})            # prompt mix (train split)
     rewards: dict[str, float] = field(default_factory=lambda: {"count_accuracy": 1.0})  # rewards.REWARDS -> weight
     reward_settings: dict[str, dict[str, Setting]] = field(default_factory=dict)        # a reward's keywords
+    reward_model: str = ""         # a reward-model folder (`mmalign reward`): the reward "reward_model" scores with it
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     eval: RLEvalConfig = field(default_factory=RLEvalConfig)
@@ -134,9 +136,14 @@ class RLConfig:
         if not self.rewards:
             raise ConfigError("rewards: name at least one reward function")
         for name in self.rewards:
-            if name not in REWARDS:
-                raise ConfigError(f"unknown reward '{name}' (known: {', '.join(REWARDS)})")
+            if name not in REWARDS and name != REWARD_MODEL:
+                raise ConfigError(f"unknown reward '{name}' (known: {', '.join([*REWARDS, REWARD_MODEL])})")
+        if (REWARD_MODEL in self.rewards) != bool(self.reward_model):
+            raise ConfigError(f"the reward '{REWARD_MODEL}' and the setting reward_model=<folder> go together "
+                              f"(rewards: {sorted(self.rewards)}, reward_model: '{self.reward_model}')")
         for name, settings in self.reward_settings.items():
+            if name == REWARD_MODEL:
+                raise ConfigError(f"reward_settings.{name}: the reward model takes no settings")
             if name not in self.rewards:
                 raise ConfigError(f"reward_settings.{name}: '{name}' is not one of the rewards")
             check_settings(f"reward '{name}'", REWARDS[name], settings, ("completion", "example"))

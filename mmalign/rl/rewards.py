@@ -116,6 +116,23 @@ def grounding_iou(completion: str, example: dict) -> float:
     return iou(box, meta["box"])
 
 
+def box_format(completion: str, example: dict) -> float:
+    """The format reward of a plain grounding answer (VLM-R1's format reward for answers without
+    ``<think>``/``<answer>`` tags): 1.0 if the answer is exactly one box ``[x1, y1, x2, y2]`` with ``x1 < x2`` and
+    ``y1 < y2`` inside the image (``0 <= x1``, ``x2 <= width``, likewise for y; ``meta["input_size"]`` when given,
+    else ``meta["image_size"]``), else 0.0. It rewards a usable box whatever its place, so the IoU reward is the
+    one that moves it."""
+    text = extract_answer(completion)
+    match = _BOX.fullmatch(text.strip())
+    if match is None:
+        return 0.0
+    x1, y1, x2, y2 = (float(v) for v in match.groups())
+    meta = example["meta"]
+    size = meta.get("input_size", meta["image_size"])
+    width, height = (size, size) if isinstance(size, int | float) else size
+    return float(0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height)
+
+
 def chair_hallucination(completion: str, example: dict) -> float:
     """Minus the number of hallucinated object mentions in a caption (CHAIR-i's numerator, every mention counted) against
     the lab's ground truth ``meta["objects"]`` (``scoring.caption_scores``). 0 is best; pair it with ``object_recall``
@@ -159,6 +176,7 @@ def fact_rlhf_correctness(completion: str, example: dict) -> float:
 REWARDS: dict[str, Callable[..., float]] = {
     "think_format": think_format, "exact_match": exact_match, "numeric_match": numeric_match,
     "count_accuracy": count_accuracy, "lab_accuracy": lab_accuracy, "grounding_iou": grounding_iou,
+    "box_format": box_format,
     "chair_hallucination": chair_hallucination, "object_recall": object_recall, "length_penalty": length_penalty,
     "fact_rlhf_correctness": fact_rlhf_correctness,
 }

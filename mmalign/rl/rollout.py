@@ -10,6 +10,14 @@ the right as ``build_inputs`` lays out training rows, so every row starts at pos
 (LLaVA's 1-D positions and Qwen2-VL's M-RoPE alike). Response token ``j`` of row ``i`` sits at column ``p_i + j`` and
 is predicted from column ``p_i + j - 1``; ``response_forward`` gathers exactly those columns.
 
+Packed layout (``packed=True``, the config's ``rollout.packed``). The rows of a batch that share a prompt (a group's
+completions, or the part of a group a shuffled micro-batch holds) become one row ``[prompt | y_1 | ... | y_k]``
+(``data.pack.pack_responses``): a block mask keeps the completions from seeing each other and each one's positions
+continue the prompt's, so every token gets the log-prob, entropy and value it gets in its own row (to float
+rounding), while the prompt and its images run once per group: ``G(P+R)`` tokens become ``P+G*R``
+(``models.packed``). Outputs keep the ``(B, T)`` layout. Scoring and updates use the same switch, so the old
+log-probs and the loss see the same arithmetic.
+
 Old log-probs, ``l_old(y_t) = log pi_old(y_t | I, x, y_<t)``, come from one teacher-forced forward of the policy in
 eval mode without gradient, as TRL's GRPO (``old_per_token_logps``) and verl (``compute_log_prob``) recompute them,
 not from ``generate``'s scores: those are the *processed* logits (divided by the temperature, cut to the top-p
@@ -37,8 +45,9 @@ import torch
 from transformers import BatchFeature
 
 from mmalign.models.generate import Samples, sample_responses
+from mmalign.data.pack import pack_responses
 from mmalign.models.inputs import TOKEN_KEYS, prompt_text
-from mmalign.models.logprobs import IGNORE, token_logps
+from mmalign.models.packed import logps_at, packed_output, scatter
 from mmalign.rl.policy_losses import token_entropy
 
 
@@ -151,46 +160,59 @@ class Forward:
 
 
 def response_forward(model, processor, examples: list[dict], response_ids: torch.Tensor, mask: torch.Tensor, *,
-                     entropies: bool = False, values: bool = False) -> Forward:
+                     entropies: bool = False, values: bool = False, packed: bool = False) -> Forward:
     """One teacher-forced forward of ``model`` (the policy, or ``value.ActorCritic`` for ``values``); gradient
-    flows unless the caller disables it.
+    flows unless the caller disables it. ``packed``: rows that share a prompt share one packed row (module
+    docstring); the outputs are the same.
 
-    ``l(y_j)`` of row ``i`` is ``token_logps`` (the library's one shift and log-softmax) at column ``p_i + j - 1``;
-    ``H_j = -sum_v p_v log p_v`` of the distribution there (``policy_losses.token_entropy``)."""
-    inputs, prompt_len = teacher_forced_inputs(processor, examples, response_ids, mask)
-    inputs = inputs.to(next(model.parameters()).device)
-    out = model(**inputs)
-    width = out.logits.shape[1]
-    pos = torch.arange(width, device=out.logits.device)[None]
-    plen = prompt_len.to(pos.device)[:, None]
-    m = mask.to(pos.device)
-    labels = inputs["input_ids"].masked_fill((pos < plen) | (pos >= plen + m.sum(1, keepdim=True)), IGNORE)
-    logp, _ = token_logps(out.logits, labels)
-    index = (plen - 1 + torch.arange(mask.shape[1], device=pos.device)[None]).clamp(max=width - 2)
-    result = Forward(logp.gather(1, index) * m)
+    ``l(y_j)`` of row ``i`` is the log-softmax of the logits that predict it (column ``p_i + j - 1`` of its own row,
+    or the packed row's ``source``), ``H_j = -sum_v p_v log p_v`` of the distribution there
+    (``policy_losses.token_entropy``) and ``V_j`` the value head's output at that column."""
+    device = next(model.parameters()).device
+    width = mask.shape[1]
+    if packed:
+        pk = pack_responses(processor, examples, response_ids, mask).to(device)
+        out, start = packed_output(model, pk.batch)
+        rows = pk.row[:, None].expand(-1, width)
+        cols = pk.batch.source[rows, pk.column]
+    else:
+        inputs, prompt_len = teacher_forced_inputs(processor, examples, response_ids, mask)
+        out, start = model(**inputs.to(device)), 0
+        rows = torch.arange(len(examples), device=device)[:, None].expand(-1, width)
+        cols = prompt_len.to(device)[:, None] - 1 + torch.arange(width, device=device)[None]
+    return _at(out, start, rows, cols, response_ids.to(device), mask.to(device), entropies=entropies, values=values)
+
+
+def _at(out, start: int, rows: torch.Tensor, cols: torch.Tensor, response_ids: torch.Tensor, mask: torch.Tensor, *,
+        entropies: bool, values: bool) -> Forward:
+    """The ``Forward`` of response tokens whose predicting position is ``(rows, cols)`` ``(B, T)``, of the model's
+    output whose logits start at column ``start``; only the masked tokens are computed, 0 elsewhere."""
+    r, c = rows[mask], cols[mask]
+    where = mask.nonzero(as_tuple=True)
+    result = Forward(scatter(mask.shape, *where, logps_at(out.logits, r, c - start, response_ids[mask])))
     if entropies:
-        picked = out.logits[:, :-1].gather(1, index[..., None].expand(-1, -1, out.logits.shape[-1]))
-        result.entropies = token_entropy(picked.float()) * m
+        result.entropies = scatter(mask.shape, *where, token_entropy(out.logits[r, c - start].float()))
     if values:
-        result.values = out["values"].gather(1, index) * m
+        result.values = scatter(mask.shape, *where, out["values"][r, c])
     return result
 
 
 @torch.no_grad()
-def score_rows(model, processor, rollout: Rollout, *, batch_size: int) -> torch.Tensor:
+def score_rows(model, processor, rollout: Rollout, *, batch_size: int, packed: bool = False) -> torch.Tensor:
     """``(B, T)`` log-probs of the rollout's responses under ``model`` in eval mode, ``batch_size`` rows per forward
     (the old log-probs of the policy, or the reference's)."""
     was_training = model.training
     model.eval()
     parts = [response_forward(model, processor, rollout.examples[s:s + batch_size],
-                              rollout.response_ids[s:s + batch_size], rollout.mask[s:s + batch_size]).logps.float()
+                              rollout.response_ids[s:s + batch_size], rollout.mask[s:s + batch_size],
+                              packed=packed).logps.float()
              for s in range(0, len(rollout.examples), batch_size)]
     model.train(was_training)
     return torch.cat(parts).cpu()
 
 
 def make_rollout(engine: RolloutEngine, model, processor, examples: list[dict], *, group_size: int, seed: int,
-                 batch_size: int = 64) -> Rollout:
+                 batch_size: int = 64, packed: bool = False) -> Rollout:
     """``group_size`` completions of each example from ``engine``, with the old log-probs of ``model`` (the policy
     that sampled them)."""
     samples = engine.sample(examples, n=group_size, seed=seed)
@@ -203,6 +225,6 @@ def make_rollout(engine: RolloutEngine, model, processor, examples: list[dict], 
                       [t for per_prompt in samples.texts for t in per_prompt], response_ids, mask,
                       torch.tensor([s for per_prompt in samples.stopped for s in per_prompt]),
                       torch.zeros(mask.shape), group_size)
-    rollout.old_logps = score_rows(model, processor, rollout, batch_size=batch_size)
+    rollout.old_logps = score_rows(model, processor, rollout, batch_size=batch_size, packed=packed)
     return rollout
 

@@ -147,7 +147,8 @@ class Experiences:
         parts, totals, per = [], [], {}
         for round_ in range(ds.max_rounds if ds.enabled else 1):
             ro = make_rollout(self.engine, self.policy, self.processor, self.prompts(step, round_), group_size=g,
-                              seed=row_seed(cfg.train.seed, step, round_), batch_size=cfg.rollout.batch_size)
+                              seed=row_seed(cfg.train.seed, step, round_), batch_size=cfg.rollout.batch_size,
+                              packed=cfg.rollout.packed)
             total, per_reward = score_batch(self.rewards, ro.texts, ro.examples, weights=cfg.rewards)
             parts.append(ro)
             totals.append(total)
@@ -185,7 +186,8 @@ class Experiences:
         data = {"group_size": cfg.rollout.group_size} if spec.needs_groups else {}
         old_values = None
         if spec.needs_values:
-            old_values = values_of(self.model, self.processor, rollout, batch_size=cfg.rollout.batch_size)
+            old_values = values_of(self.model, self.processor, rollout, batch_size=cfg.rollout.batch_size,
+                                   packed=cfg.rollout.packed)
             data["values"] = old_values
         in_reward = alg.kl.placement == "reward" and kl is not None
         adv = spec.fn(scores, mask, **data, kl=kl if in_reward else None, kl_coef=alg.kl.coef if in_reward else 0.0,
@@ -234,7 +236,7 @@ class RLStep:
         width = int(ro.mask[idx].sum(1).max())
         mask, ids = ro.mask[idx, :width], ro.response_ids[idx, :width]
         fwd = response_forward(model, self.processor, [ro.examples[i] for i in micro.rows], ids, mask,
-                               entropies=True, values=self.critic)
+                               entropies=True, values=self.critic, packed=self.cfg.rollout.packed)
         device = fwd.logps.device
 
         def take(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -285,7 +287,7 @@ def make_reference(cfg: RLConfig, policy, processor):
 
     def reference(rollout: Rollout) -> torch.Tensor:
         with ctx(net) as m:
-            return score_rows(m, processor, rollout, batch_size=cfg.rollout.batch_size)
+            return score_rows(m, processor, rollout, batch_size=cfg.rollout.batch_size, packed=cfg.rollout.packed)
     return reference
 
 

@@ -119,6 +119,25 @@ def test_grounding_iou():
     assert R.grounding_iou("[30, 30, 10, 10]", GROUND) == 0.0             # inverted corners: empty box
 
 
+@pytest.mark.parametrize("text, reward", [
+    ("[ 10 , 10 , 20 , 30 ]", 1.0),                                       # the lab's own layout, anywhere in the image
+    ("<answer>[0, 0, 64, 64]</answer>", 1.0),                             # the whole image is a usable box
+    ("[10, 10, 20, 30] .", 0.0),                                          # anything after the box
+    ("the box is [10, 10, 20, 30]", 0.0),                                 # or before it
+    ("[20, 10, 10, 30]", 0.0), ("[10, 10, 10, 30]", 0.0),                 # inverted or empty
+    ("[10, 10, 20, 65]", 0.0), ("[-1, 10, 20, 30]", 0.0),                 # outside the 64 x 64 image
+    ("[10, 10, 20]", 0.0), ("", 0.0),
+])
+def test_box_format(text, reward):
+    assert R.box_format(text, GROUND) == reward
+
+
+def test_box_format_reads_the_model_input_size():
+    ex = {"meta": {"box": [10, 10, 30, 30], "image_size": 64, "input_size": (128, 32)}}
+    assert R.box_format("[0, 0, 100, 30]", ex) == 1.0 and R.box_format("[0, 0, 100, 40]", ex) == 0.0
+    assert R.box_format("[0, 0, 50, 25]", {"meta": {"box": [0, 0, 1, 1], "image_size": (50, 25)}}) == 1.0
+
+
 def test_grounding_rescales_from_the_model_input():
     # the model saw the 64 x 64 image at 128 x 32 (width x height): x * 64 / 128, y * 64 / 32
     ex = {"meta": {"box": [10, 10, 30, 30], "image_size": 64, "input_size": (128, 32)}}

@@ -1,4 +1,5 @@
-"""Preference records -> prefix-shared packed rows: ``[images + prompt | y_w | y_l | ...]``, one row per prefix.
+"""Preference records (and RL groups) -> prefix-shared packed rows ``[images + prompt | y_w | y_l | ...]``, one
+row per prefix.
 
 The chosen and rejected answers (and KTO's mismatched ``kl`` answer) follow the same images and prompt, and the image
 tokens dominate a multimodal sequence. The concatenated batch (``collate.py``) repeats that prefix, vision encoder
@@ -15,6 +16,10 @@ prefix and itself only. mDPO's and POVID's ``chosen_corrupt`` view has another i
 Token ids equal ``build_inputs``'s: the prefix goes through the processor (image tokens expanded, pixels
 processed once), and an answer's ids are what ``prompt + answer + end-of-turn`` adds to the prompt's under the
 tokenizer alone, which is valid because image tokens are special tokens the tokenizer never merges across.
+
+RL groups (``pack_responses``) use the same rows with any number of branches: the G sampled completions of a prompt,
+``[I + x | y_1 | ... | y_G]``, their ids as sampled (no tokenizer round trip), as ``rollout.teacher_forced_inputs``
+places them after the prompt.
 """
 from __future__ import annotations
 
@@ -87,7 +92,7 @@ def _row(prefix: list[int], answers: list[list[int]]) -> dict[str, list[int]]:
         row["branch"] += [b] * len(ids)
         row["positions"] += range(p, p + len(ids))
         row["labels"] += ids
-        row["source"] += [p - 1] + list(range(start, start + len(ids) - 1))
+        row["source"] += ([p - 1] + list(range(start, start + len(ids) - 1)))[:len(ids)]
     return row
 
 
@@ -129,11 +134,8 @@ def collate_packed(processor, records: list, views: tuple[str, ...] = ("chosen",
                    kl_partners: list | None = None, corrupt_eot: bool = True) -> PackedBatch:
     """``collate_preference``'s arguments and meaning, packed: one row per (record, prefix group)."""
     prefixes, responses, views_at = _layout(records, views, kl_partners)
-    images = [list(ex["images"]) for ex in prefixes]
     prompts = [prompt_text(processor, ex) for ex in prefixes]
-    enc = processor(images=images if any(images) else None, text=prompts, padding=True, padding_side="right",
-                    return_tensors="pt")
-    plen = enc["attention_mask"].sum(1).tolist()
+    enc, plen = _encode(processor, prefixes, prompts)
     rows = []
     for j, (prompt, texts) in enumerate(zip(prompts, responses)):
         answers = answer_ids(processor.tokenizer, prompt, texts)
@@ -141,6 +143,28 @@ def collate_packed(processor, records: list, views: tuple[str, ...] = ("chosen",
         rows.append(_row(enc["input_ids"][j, :plen[j]].tolist(), answers))
     if not corrupt_eot and "chosen_corrupt" in views_at:
         _unscore_last(rows, *views_at["chosen_corrupt"])
+    inputs, cols = _assemble(processor, enc, plen, rows)
+    weights = None
+    if token_weight_gamma is not None:
+        weights = _token_weights(processor.tokenizer, records, rows, views_at, token_weight_gamma,
+                                 cols["labels"].shape[1])
+    margins = [r.reward_margin for r in records]
+    margin = torch.tensor(margins, dtype=torch.float32) if all(m is not None for m in margins) else None
+    return PackedBatch(inputs, cols["branch"], cols["positions"], cols["labels"], cols["source"], views_at, weights,
+                       [r.id for r in records], margin)
+
+
+def _encode(processor, prefixes: list[dict], prompts: list[str]) -> tuple[dict, list[int]]:
+    """The prefixes through the processor (images once each), right-padded, and each one's length."""
+    images = [list(ex["images"]) for ex in prefixes]
+    enc = processor(images=images if any(images) else None, text=prompts, padding=True, padding_side="right",
+                    return_tensors="pt")
+    return enc, enc["attention_mask"].sum(1).tolist()
+
+
+def _assemble(processor, enc, plen: list[int], rows: list[dict]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Padded rows -> the model kwargs (the processor's image tensors, the packed ``input_ids``, for Qwen2-VL
+    ``mm_token_type_ids``) and the padded per-token columns."""
     width = max(len(r["input_ids"]) for r in rows)
     fill = {"input_ids": processor.tokenizer.pad_token_id, "branch": -1, "positions": 0, "labels": IGNORE_INDEX,
             "source": 0}
@@ -149,13 +173,7 @@ def collate_packed(processor, records: list, views: tuple[str, ...] = ("chosen",
     if "mm_token_type_ids" in enc:                    # the answers are text (type 0)
         inputs["mm_token_type_ids"] = _pad([enc["mm_token_type_ids"][j, :n].tolist() for j, n in enumerate(plen)],
                                            0, width)
-    weights = None
-    if token_weight_gamma is not None:
-        weights = _token_weights(processor.tokenizer, records, rows, views_at, token_weight_gamma, width)
-    margins = [r.reward_margin for r in records]
-    margin = torch.tensor(margins, dtype=torch.float32) if all(m is not None for m in margins) else None
-    return PackedBatch(inputs, cols["branch"], cols["positions"], cols["labels"], cols["source"], views_at, weights,
-                       [r.id for r in records], margin)
+    return inputs, cols
 
 
 def _unscore_last(rows: list[dict], where: slice, b: int) -> None:
@@ -180,3 +198,53 @@ def _token_weights(tokenizer, records: list, rows: list[dict], views_at: dict, g
             weights[where.start + j, pos] = torch.tensor(response_token_weights(tokenizer, text, spans, gamma,
                                                                                 len(pos)))
     return weights
+
+
+# ---- RL groups ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class PackedResponses:
+    """Responses ``(B, T)`` packed by prefix: ``batch`` (no views), and where response ``i``'s token ``j`` sits in
+    it: row ``row[i]``, column ``column[i, j]`` (0 past the response's end)."""
+
+    batch: PackedBatch
+    row: torch.Tensor
+    column: torch.Tensor
+
+    def to(self, device) -> PackedResponses:
+        return PackedResponses(self.batch.to(device), self.row.to(device), self.column.to(device))
+
+
+def prefix_key(prompt: str, example: dict) -> tuple:
+    """Rows with the same key have the same prefix: the same prompt text and the very same image objects (a
+    rollout repeats each example's images G times; equal images in other objects are merely not shared)."""
+    return prompt, tuple(map(id, example["images"]))
+
+
+def pack_responses(processor, examples: list[dict], response_ids: torch.Tensor, mask: torch.Tensor) -> PackedResponses:
+    """``[I + x | y_1 | ... | y_k]``: row ``i``'s response (its first ``mask[i].sum()`` ids, as in a ``Rollout``)
+    behind one copy of its prefix, shared by every row with the same ``prefix_key``. Packed rows and their branches
+    follow the order of first appearance, so a whole group, part of one and a row alone all work."""
+    prompts = [prompt_text(processor, ex) for ex in examples]
+    slot, heads, row = {}, [], []
+    for i, (prompt, ex) in enumerate(zip(prompts, examples)):
+        key = prefix_key(prompt, ex)
+        if key not in slot:
+            slot[key] = len(heads)
+            heads.append(i)
+        row.append(slot[key])
+    enc, plen = _encode(processor, [examples[i] for i in heads], [prompts[i] for i in heads])
+    lengths = mask.sum(1).tolist()
+    rows, offset = [], [0] * len(examples)
+    for r in range(len(heads)):
+        group = [i for i, x in enumerate(row) if x == r]
+        answers = [response_ids[i, :lengths[i]].tolist() for i in group]
+        rows.append(_row(enc["input_ids"][r, :plen[r]].tolist(), answers))
+        at = plen[r]
+        for i in group:                                  # where each branch starts
+            offset[i], at = at, at + lengths[i]
+    inputs, cols = _assemble(processor, enc, plen, rows)
+    batch = PackedBatch(inputs, cols["branch"], cols["positions"], cols["labels"], cols["source"], {}, None,
+                        [str(examples[i].get("id", "")) for i in heads], None)
+    column = (torch.tensor(offset)[:, None] + torch.arange(mask.shape[1])[None]) * mask
+    return PackedResponses(batch, torch.tensor(row), column)

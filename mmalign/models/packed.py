@@ -1,5 +1,6 @@
 """The prefix-shared forward: a ``PackedBatch`` (``mmalign.data.pack``) -> the same ``PreferenceLogps`` as
-``preference_logps`` on the concatenated batch, with the images and the prompt run once per pair.
+``preference_logps`` on the concatenated batch, with the images and the prompt run once per pair; and, through
+``packed_output``, the same per-token outputs as ``rl.rollout.response_forward``'s plain rows for an RL group.
 
 Three things make one packed row score each answer exactly as if it followed the prompt alone:
 
@@ -38,8 +39,15 @@ def block_mask(branch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         ~allowed, torch.finfo(dtype).min)[:, None]
 
 
+def _inner(model):
+    """``_base``, also through ``rl.value.ActorCritic`` (a module that holds the model as ``policy``)."""
+    base = _base(model)
+    policy = getattr(base, "policy", None)
+    return _base(policy) if isinstance(policy, torch.nn.Module) else base
+
+
 def uses_mrope(model) -> bool:
-    return "mrope_section" in (_base(model).config.get_text_config().rope_parameters or {})
+    return "mrope_section" in (_inner(model).config.get_text_config().rope_parameters or {})
 
 
 def position_ids(model, batch: PackedBatch) -> torch.Tensor:
@@ -49,7 +57,7 @@ def position_ids(model, batch: PackedBatch) -> torch.Tensor:
         return batch.positions
     prefix = batch.branch == 0
     width = int(prefix.sum(1).max())
-    rope, delta = _base(model).model.get_rope_index(
+    rope, delta = _inner(model).model.get_rope_index(
         batch.inputs["input_ids"][:, :width], mm_token_type_ids=batch.inputs["mm_token_type_ids"][:, :width],
         image_grid_thw=batch.inputs.get("image_grid_thw"), attention_mask=prefix[:, :width].long())
     pos = (batch.positions + delta.view(-1, 1))[None].expand(3, -1, -1).clone()
@@ -58,33 +66,40 @@ def position_ids(model, batch: PackedBatch) -> torch.Tensor:
 
 
 def _check_attention(model) -> None:
-    impl = _base(model).config.get_text_config()._attn_implementation
+    impl = _inner(model).config.get_text_config()._attn_implementation
     if impl not in MASKED_ATTENTION:
         raise MMAlignError(f"packed log-probs need a dense 4-D attention mask, which attn_implementation={impl!r} "
                            f"does not apply; use one of {', '.join(MASKED_ATTENTION)} or data.packed=false")
 
 
-def _logps_at(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def logps_at(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) under the logits at (rows, cols), each ``(N,)``; one fused cross-entropy."""
     return -F.cross_entropy(logits[rows, cols].float(), targets, reduction="none")
 
 
-def packed_forward(model, batch: PackedBatch) -> tuple[torch.Tensor, int]:
-    """One forward over the packed rows -> ``(logits, start)``: logits only from position ``start`` on (the
-    shortest prefix's last position, the first one that predicts a scored token), ``(rows, L - start, V)``."""
+def packed_output(model, batch: PackedBatch) -> tuple[object, int]:
+    """One forward over the packed rows -> ``(the model's output, start)``: its logits only from position ``start``
+    on (the shortest prefix's last position, the first one that predicts a scored token), ``(rows, L - start, V)``;
+    other per-position outputs (``ActorCritic``'s ``values``) at every position."""
     _check_attention(model)
     start = int((batch.branch == 0).sum(1).min()) - 1
-    dtype = _base(model).get_input_embeddings().weight.dtype
-    logits = model(**batch.inputs, attention_mask=block_mask(batch.branch, dtype),
-                   position_ids=position_ids(model, batch), logits_to_keep=batch.labels.shape[1] - start).logits
-    return logits, start
+    dtype = _inner(model).get_input_embeddings().weight.dtype
+    out = model(**batch.inputs, attention_mask=block_mask(batch.branch, dtype),
+                position_ids=position_ids(model, batch), logits_to_keep=batch.labels.shape[1] - start)
+    return out, start
+
+
+def packed_forward(model, batch: PackedBatch) -> tuple[torch.Tensor, int]:
+    """``packed_output``'s ``(logits, start)``."""
+    out, start = packed_output(model, batch)
+    return out.logits, start
 
 
 def packed_token_logps(logits: torch.Tensor, start: int, batch: PackedBatch) -> torch.Tensor:
     """``(rows, L)`` log p(label) at every scored position (each read off its ``source`` logits), 0 elsewhere."""
     rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
-    return _scatter(batch.labels.shape, rows, cols,
-                    _logps_at(logits, rows, batch.source[rows, cols] - start, batch.labels[rows, cols]))
+    return scatter(batch.labels.shape, rows, cols,
+                   logps_at(logits, rows, batch.source[rows, cols] - start, batch.labels[rows, cols]))
 
 
 def view_mask(batch: PackedBatch, name: str) -> torch.Tensor:
@@ -113,7 +128,8 @@ def packed_logps(model, batch: PackedBatch, *, noise: bool = False) -> Preferenc
                            chosen_nll=-chosen.sum / chosen.count.clamp_min(1), kl=view("kl"))
 
 
-def _scatter(shape, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def scatter(shape, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` ``(N,)`` at ``(rows, cols)`` of a zero tensor of ``shape`` (differentiable)."""
     return torch.zeros(shape, dtype=values.dtype, device=values.device).index_put((rows, cols), values)
 
 
@@ -127,5 +143,5 @@ def _noise(logits: torch.Tensor, start: int, batch: PackedBatch) -> SeqLogps:
     rc, tc = clean.nonzero(as_tuple=True)
     rk, tk = corrupt.nonzero(as_tuple=True)
     argmax = logits[rk + k.start, batch.source[rk + k.start, tk] - start].detach().argmax(-1)
-    lp = _logps_at(logits, rc + c.start, batch.source[rc + c.start, tc] - start, argmax)
-    return reduce(_scatter(clean.shape, rc, tc, lp), clean)
+    lp = logps_at(logits, rc + c.start, batch.source[rc + c.start, tc] - start, argmax)
+    return reduce(scatter(clean.shape, rc, tc, lp), clean)

@@ -47,6 +47,7 @@ class RolloutConfig:
     top_p: float = 1.0
     max_new_tokens: int = 8        # also Dr.GRPO's constant and DAPO's L_max
     batch_size: int = 64           # rows per generate call and per no-gradient scoring forward
+    packed: bool = False           # a prompt's completions behind one copy of it, in scoring and updates (rollout.py)
 
 
 @dataclass

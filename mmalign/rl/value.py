@@ -31,13 +31,14 @@ class ActorCritic(torch.nn.Module):
 
 
 @torch.no_grad()
-def values_of(model: ActorCritic, processor, rollout: Rollout, *, batch_size: int) -> torch.Tensor:
+def values_of(model: ActorCritic, processor, rollout: Rollout, *, batch_size: int,
+              packed: bool = False) -> torch.Tensor:
     """``(B, T)`` value estimates of the rollout's states in eval mode (PPO's ``old_values``), 0 on padding."""
     was_training = model.training
     model.eval()
     parts = [response_forward(model, processor, rollout.examples[s:s + batch_size],
                               rollout.response_ids[s:s + batch_size], rollout.mask[s:s + batch_size],
-                              values=True).values.float()
+                              values=True, packed=packed).values.float()
              for s in range(0, len(rollout.examples), batch_size)]
     model.train(was_training)
     return torch.cat(parts).cpu()

@@ -105,6 +105,19 @@ def validate(step: RewardStep, model, records: list) -> dict:
     return {f"val/{k}": v / len(records) for k, v in sums.items()}
 
 
+def accuracy_by_kind(scorer, records: list) -> dict:
+    """``scorer.pairwise_accuracy`` over ``records`` and, under ``by_kind``, over each ``meta["kind"]`` of them
+    (the lab's caption_plus, caption_minus, exist_yes, exist_no), each pair scored once."""
+    groups: dict[str, list] = {}
+    for r in records:
+        groups.setdefault(str(r.meta.get("kind", "all")), []).append(r)
+    by_kind = {k: scorer.pairwise_accuracy(rs) for k, rs in sorted(groups.items())}
+    n = sum(v["n"] for v in by_kind.values())
+    return {"accuracy": sum(v["accuracy"] * v["n"] for v in by_kind.values()) / n,
+            "ties": sum(v["ties"] for v in by_kind.values()),
+            "margin": sum(v["margin"] * v["n"] for v in by_kind.values()) / n, "n": n, "by_kind": by_kind}
+
+
 def train_reward_model(cfg: RewardConfig) -> dict:
     """Train, save ``<output_dir>/model``, and (lab) score the saved model on test pairs. Returns the last logged
     metrics, the folder, and the test accuracy when computed."""
@@ -127,6 +140,6 @@ def train_reward_model(cfg: RewardConfig) -> dict:
     if cfg.data.source == "lab" and cfg.data.test_size and state.is_main_process:
         test = lab_pairs(cfg.world, LabPairsConfig(n=cfg.data.test_size, split="test"), for_eval=True)
         scorer = load_reward_model(out / "model", batch_size=bs, max_length=cfg.data.max_length)
-        result["test"] = scorer.pairwise_accuracy(test)
+        result["test"] = accuracy_by_kind(scorer, test)
         (out / "test_accuracy.json").write_text(json.dumps(result["test"], indent=2) + "\n")
     return result

@@ -80,3 +80,20 @@ def test_pairwise_accuracy_counts_ties_wrong():
     # "longer is better": right exactly on the pairs whose rejected answer dropped an object
     longer = pairwise_accuracy(lambda rows: [float(len(r["response"].split())) for r in rows], pairs, batch_size=4)
     assert longer["accuracy"] == pytest.approx(minus / 6) and longer["ties"] == 0
+
+
+def test_accuracy_by_kind_splits_the_whole():
+    """"Longer is better" is right on every caption_minus pair and wrong on every caption_plus one; the split sums
+    back to the whole set's figures."""
+    from types import SimpleNamespace
+
+    from mmalign.reward.train import accuracy_by_kind
+    pairs = lab_pairs(WorldConfig(), LabPairsConfig(n=12))
+    longer = SimpleNamespace(pairwise_accuracy=lambda rs: pairwise_accuracy(
+        lambda rows: [float(len(r["response"])) for r in rows], rs, batch_size=4))
+    out = accuracy_by_kind(longer, pairs)
+    assert out["by_kind"]["caption_minus"]["accuracy"] == 1.0 and out["by_kind"]["caption_plus"]["accuracy"] == 0.0
+    whole = longer.pairwise_accuracy(pairs)
+    assert out["n"] == whole["n"] == 12 and sum(v["n"] for v in out["by_kind"].values()) == 12
+    assert out["accuracy"] == pytest.approx(whole["accuracy"]) and out["margin"] == pytest.approx(whole["margin"])
+    assert out["ties"] == whole["ties"]

@@ -4,6 +4,11 @@ precomputed once and cached on disk.
 The cache is a safetensors file keyed by a fingerprint of the reference weights and of the data (every view's
 images, prompts and responses, token-weight settings), so it is reused across epochs and runs and never
 served for different weights or data. Image datasets work like text ones: the images are part of the key.
+
+Under several processes each computes the reductions of its contiguous share of the records, all gather them,
+and process 0 writes the file (under a temporary name, then renamed, so a killed run never leaves a partial file
+under the cache's name). Whether the file is there is process 0's verdict, and a table read from it is sent to the
+others: every process agrees on computing or not, and ``cache_dir`` need not be on a shared filesystem.
 """
 from __future__ import annotations
 
@@ -11,10 +16,13 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -86,13 +94,37 @@ def compute_reference(ref_model, processor, records: list, views: tuple[str, ...
     collate, score = logps_path(packed)
     parts: dict[str, list] = {}
     device = next(ref_model.parameters()).device
-    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch"):
+    quiet = not PartialState().is_local_main_process
+    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch", disable=quiet):
         end = start + batch_size
         batch = collate(processor, records[start:end], views, **collate_kw,
                         kl_partners=kl_partners[start:end] if kl_partners else None).to(device)
         for k, v in _to_rows(score(ref_model, batch, noise=noise)).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def sharded_reference(ref_model, processor, records: list, views: tuple[str, ...], *, kl_partners: list | None = None,
+                      **kw) -> dict[str, torch.Tensor]:
+    """``compute_reference`` with the records split between the processes (contiguous shares, the first
+    ``len(records) % processes`` one longer) and the shares gathered in record order on every process."""
+    state = PartialState()
+    with state.split_between_processes(list(range(len(records)))) as mine:
+        part = compute_reference(ref_model, processor, [records[i] for i in mine], views,
+                                 kl_partners=[kl_partners[i] for i in mine] if kl_partners else None, **kw)
+    shares = [p for p in gather_object([part]) if p]      # a process with no records has an empty table
+    return {k: torch.cat([p[k] for p in shares]) for k in (shares[0] if shares else {})}
+
+
+def save_atomically(table: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``save_file`` under a temporary name in ``path``'s folder, then renamed to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(table, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ReferenceCache:
@@ -103,12 +135,14 @@ class ReferenceCache:
 
     @classmethod
     def load_or_compute(cls, path: Path, ref_model, processor, records: list, views, **kw) -> ReferenceCache:
-        ids = [r.id for r in records]
-        if path.exists():
-            return cls(load_file(str(path)), ids)
-        table = compute_reference(ref_model, processor, records, views, **kw)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(table, str(path), metadata={"n": str(len(ids))})
+        """Every process calls it (module docstring)."""
+        state, ids = PartialState(), [r.id for r in records]
+        [table] = broadcast_object_list([load_file(str(path)) if state.is_main_process and path.exists() else None])
+        if table is None:
+            table = sharded_reference(ref_model, processor, records, views, **kw)
+            if state.is_main_process:
+                save_atomically(table, path, {"n": str(len(ids))})
+            state.wait_for_everyone()
         return cls(table, ids)
 
     def lookup(self, ids: list[str]) -> PreferenceLogps:

@@ -6,11 +6,13 @@ import copy
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from peft import get_peft_model
 from PIL import Image
+from safetensors.torch import load_file
 
 from mmalign.data.collate import collate_preference
 from mmalign.data.preference import PreferenceRecord
@@ -131,6 +133,27 @@ def test_cached_reference_equals_live(tmp_path, lab8, loss):
     _, _, ref_cached = cached.logps(model, batch)
     for view in views_for(PREFERENCE_LOSSES[loss]) + (("noise",) if loss == "povid" else ()):
         close(getattr(ref_cached, view).sum, getattr(ref_live, view).sum, 1e-5)
+
+
+def test_a_reference_cache_cut_short_while_written_is_never_read(tmp_path, lab8, monkeypatch):
+    """The cache is written under a temporary name and renamed into place: a write that dies half way leaves
+    nothing under the cache's name, and the next run computes the file afresh."""
+    model, processor = build_llava()
+    cfg = pref_cfg(tmp_path, ref_cache=True, batch_size=4)
+    spec, partners = PREFERENCE_LOSSES["dpo"], partners_of(lab8)
+
+    def killed(table, filename, metadata=None):
+        Path(filename).write_bytes(b"the first half of a safetensors file")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(reference_module, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        make_reference(cfg, model, processor, spec, lab8, partners)
+    assert not list((tmp_path / "cache").glob("*.safetensors"))
+    monkeypatch.undo()
+    ref = make_reference(cfg, model, processor, spec, lab8, partners)
+    [written] = (tmp_path / "cache").glob("*")                            # the file, and no temporary left
+    batch = collate_preference(processor, lab8[:2], ("chosen", "rejected"))
+    assert torch.equal(ref(batch).chosen.sum, load_file(str(written))["chosen.sum"][:2])
 
 
 def test_reference_cache_file_is_reused(tmp_path, lab8, monkeypatch):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from mmalign.train.loop import TrainConfig, train
+from mmalign.train.loop import TrainConfig, process_state, train
 from mmalign.world.model import LabModelConfig, vision_dict
 from mmalign.world.render import render
 from mmalign.world.scenes import WorldConfig, sample_scene
@@ -46,6 +46,18 @@ class VisionHead(torch.nn.Module):
         return self.proj(self.norm(h))
 
 
+class TowerAndHead(torch.nn.Module):
+    """The tower and its head as one module whose ``forward(pixel_values)`` gives the label logits: distribution
+    (DDP, FSDP, DeepSpeed) wraps a module's forward, so the loss calls only that."""
+
+    def __init__(self, tower: CLIPVisionModel, head: VisionHead):
+        super().__init__()
+        self.tower, self.head = tower, head
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tower, pixel_values)
+
+
 def label_names(world: WorldConfig) -> list[str]:
     return list(world.categories) + [f"{col} {cat}" for cat in world.categories for col in world.colours]
 
@@ -59,38 +71,46 @@ def image_processor(image_size: int) -> CLIPImageProcessorPil:
     return CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
 
 
-def _batches(cfg: VisionConfig, split: str, names: list[str], proc, start: int, batch_size: int):
+def _batches(cfg: VisionConfig, split: str, names: list[str], proc, start: int, batch_size: int, rank: int = 0,
+             world: int = 1):
+    """Micro-batch k of process ``rank`` holds scenes [(k*world + rank)*B, +B): the same global batch for any
+    process count (as ``sft.batches``)."""
     k = start
     while True:
-        scenes = [sample_scene(cfg.world, split, k * batch_size + i) for i in range(batch_size)]
+        scenes = [sample_scene(cfg.world, split, (k * world + rank) * batch_size + i) for i in range(batch_size)]
         images = [render(s, cfg.world) for s in scenes]
         yield proc(images, return_tensors="pt")["pixel_values"], torch.stack([scene_labels(s, names) for s in scenes])
         k += 1
 
 
 def pretrain_vision(cfg: VisionConfig) -> dict:
-    """Train the tower and head; write ``<output_dir>/vision`` (a CLIPVisionModel folder), the head and metrics."""
+    """Train the tower and head; write ``<output_dir>/vision`` (a CLIPVisionModel folder), the head and metrics
+    (process 0 evaluates; the others return ``{}``)."""
+    state = process_state()          # first, so a CPU launch forms its process group
     cfg.world.validate()
     torch.manual_seed(cfg.train.seed)
     names = label_names(cfg.world)
     vcfg = CLIPVisionConfig(image_size=cfg.world.image_size, patch_size=cfg.model.patch_size, **vision_dict(cfg.model))
     tower, head = CLIPVisionModel(vcfg), VisionHead(vcfg.hidden_size, len(names))
-    both = torch.nn.ModuleDict({"tower": tower, "head": head})
+    both = TowerAndHead(tower, head)
     proc = image_processor(cfg.world.image_size)
 
     def loss_fn(model, batch):
         pix, y = batch
-        return F.binary_cross_entropy_with_logits(model["head"](model["tower"], pix), y), {}
+        return F.binary_cross_entropy_with_logits(model(pix), y), {}
 
     def save(model, folder: Path):
-        model["tower"].save_pretrained(folder)
-        save_head(model["head"], names, folder)
+        model.tower.save_pretrained(folder)
+        save_head(model.head, names, folder)
 
     train(both, [{"params": both.parameters()}], loss_fn,
-          lambda start: _batches(cfg, "train", names, proc, start, cfg.train.batch_size), cfg.train,
-          desc="vision", save_model=save)
-    metrics = evaluate_vision(tower, head, cfg.world, names, cfg.eval_scenes)
-    (Path(cfg.train.output_dir) / "vision_eval.json").write_text(json.dumps(metrics, indent=2))
+          lambda start: _batches(cfg, "train", names, proc, start, cfg.train.batch_size, state.process_index,
+                                 state.num_processes), cfg.train, desc="vision", save_model=save)
+    metrics = {}
+    if state.is_main_process:
+        metrics = evaluate_vision(tower, head, cfg.world, names, cfg.eval_scenes)
+        (Path(cfg.train.output_dir) / "vision_eval.json").write_text(json.dumps(metrics, indent=2))
+    state.wait_for_everyone()        # the next stage (mmalign base) reads vision_eval.json on every process
     return metrics
 
 

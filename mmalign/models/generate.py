@@ -60,7 +60,7 @@ def row_seed(seed: int, prompt: int, sample: int) -> int:
 @torch.no_grad()
 def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temperature: float = 1.0,
                      top_p: float = 1.0, max_new_tokens: int | Callable[[dict], int] = 64, seed: int = 0,
-                     batch_size: int = 64, desc: str | None = "sample") -> Samples:
+                     first_prompt: int = 0, batch_size: int = 64, desc: str | None = "sample") -> Samples:
     """``n`` completions of each example's prompt (``examples`` as ``build_inputs`` takes them).
 
     Each prompt becomes ``n`` rows of the batch (``batch_size`` counts rows). ``temperature=0`` is greedy decoding
@@ -68,7 +68,8 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
     sampled as the module docstring says. Rows are ordered by (task, number of images) so that a batch holds
     similar prompts; a callable ``max_new_tokens`` gives each example its budget and a batch runs to the largest
     of its rows'. Generation stops at the tokenizer's end-of-turn (``eos``) token. ``desc=None`` hides the
-    progress bar.
+    progress bar. Example ``i`` is prompt ``first_prompt + i`` of the seed's stream: a process's share of a larger
+    batch draws what the whole batch draws.
     """
     if n < 1 or temperature < 0 or not 0 < top_p <= 1:
         raise MMAlignError(f"sampling: need n >= 1, temperature >= 0 and 0 < top_p <= 1 "
@@ -86,7 +87,7 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
         batch = [examples[i] for i, _ in chunk]
         inputs = build_inputs(processor, batch, for_generation=True).to(model.device)
         gen = model.generate(**inputs, do_sample=False, max_new_tokens=max(budget(e) for e in batch),
-                             logits_processor=_warpers(temperature, top_p, chunk, seed, model.device),
+                             logits_processor=_warpers(temperature, top_p, chunk, seed, first_prompt, model.device),
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for (i, k), row in zip(chunk, gen[:, inputs["input_ids"].shape[1]:].tolist()):
             ids[i][k] = _until_eos(row, tokenizer.eos_token_id)
@@ -98,11 +99,11 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
     return Samples(texts=texts, token_ids=ids, stopped=stopped)
 
 
-def _warpers(temperature: float, top_p: float, chunk: list[tuple[int, int]], seed: int,
+def _warpers(temperature: float, top_p: float, chunk: list[tuple[int, int]], seed: int, first_prompt: int,
              device: torch.device) -> LogitsProcessorList:
     if temperature == 0:
         return LogitsProcessorList()
-    generators = [torch.Generator(device=device).manual_seed(row_seed(seed, i, k)) for i, k in chunk]
+    generators = [torch.Generator(device=device).manual_seed(row_seed(seed, first_prompt + i, k)) for i, k in chunk]
     nucleus = [TopPLogitsWarper(top_p)] if top_p < 1 else []
     return LogitsProcessorList([TemperatureLogitsWarper(temperature), *nucleus, RowGumbelNoise(generators)])
 

@@ -24,11 +24,18 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return logp * mask, mask
 
 
+def token_weights(labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T-1) float weight of each predicted token in ``weighted_nll``: ``w_i`` on example i's response tokens, 0
+    elsewhere. Its sum, ``sum_i w_i |y_i|``, is what the NLL is a mean over (the SFT loop's ``units``)."""
+    mask = (labels[:, 1:] != IGNORE).float()
+    return mask if weights is None else mask * weights[:, None].float()
+
+
 def weighted_nll(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Token-level NLL averaged over all response tokens in the batch, each example's tokens weighted by
     ``weights`` (B,): ``sum_i w_i sum_t -logp_it / sum_i w_i |y_i|``."""
-    logp, mask = token_logps(logits, labels)
-    w = mask.float() if weights is None else mask * weights[:, None].to(logp.dtype)
+    logp, _ = token_logps(logits, labels)
+    w = token_weights(labels, weights).to(logp.device)
     return -(logp * w).sum() / w.sum().clamp_min(1e-8)
 
 

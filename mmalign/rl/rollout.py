@@ -100,9 +100,10 @@ def cat_rollouts(parts: Sequence[Rollout], pad_id: int) -> Rollout:
 
 class RolloutEngine(Protocol):
     """Draws ``n`` completions of each example's prompt; ``seed`` fixes the draws (sample ``k`` of prompt ``i`` is
-    a function of ``(seed, i, k)`` and the weights only)."""
+    a function of ``(seed, first_prompt + i, k)`` and the weights only: a process's share of a larger rollout,
+    its first prompt at ``first_prompt``, draws what that rollout draws)."""
 
-    def sample(self, examples: list[dict], *, n: int, seed: int) -> Samples: ...
+    def sample(self, examples: list[dict], *, n: int, seed: int, first_prompt: int = 0) -> Samples: ...
 
 
 @dataclass
@@ -117,10 +118,10 @@ class HFEngine:
     max_new_tokens: int = 16
     batch_size: int = 64
 
-    def sample(self, examples: list[dict], *, n: int, seed: int) -> Samples:
+    def sample(self, examples: list[dict], *, n: int, seed: int, first_prompt: int = 0) -> Samples:
         return sample_responses(self.model, self.processor, examples, n=n, temperature=self.temperature,
                                 top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed,
-                                batch_size=self.batch_size, desc=None)
+                                first_prompt=first_prompt, batch_size=self.batch_size, desc=None)
 
 
 def teacher_forced_inputs(processor, examples: list[dict], response_ids: torch.Tensor,
@@ -212,10 +213,10 @@ def score_rows(model, processor, rollout: Rollout, *, batch_size: int, packed: b
 
 
 def make_rollout(engine: RolloutEngine, model, processor, examples: list[dict], *, group_size: int, seed: int,
-                 batch_size: int = 64, packed: bool = False) -> Rollout:
+                 first_prompt: int = 0, batch_size: int = 64, packed: bool = False) -> Rollout:
     """``group_size`` completions of each example from ``engine``, with the old log-probs of ``model`` (the policy
-    that sampled them)."""
-    samples = engine.sample(examples, n=group_size, seed=seed)
+    that sampled them); ``first_prompt`` as ``RolloutEngine`` takes it."""
+    samples = engine.sample(examples, n=group_size, seed=seed, first_prompt=first_prompt)
     rows = [ids for per_prompt in samples.token_ids for ids in per_prompt]
     width = max(1, max(len(r) for r in rows))
     pad = processor.tokenizer.pad_token_id

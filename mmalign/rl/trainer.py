@@ -16,12 +16,17 @@ current weights when its first micro-batch is asked for. ``config.loop_config`` 
 optimiser steps, so checkpoints fall between rollouts and a resumed run rebuilds exactly the rollout the
 uninterrupted one would have (prompts, sampling seeds and minibatch order are functions of the RL step).
 
-Gradient accumulation. The loop divides every micro-batch loss by ``grad_accum`` (accelerate), i.e. weighs them
-equally; the policy loss must instead be normalised over the whole minibatch. So micro-batch ``m`` of minibatch
-``M`` is multiplied by ``grad_accum * n_m / n_M`` (``micro_weight``), where ``n`` counts response tokens for
-``loss_agg = token_mean`` (DAPO's and BNPO's token mean over the minibatch) and rows for the sequence means (GRPO's
-``seq_mean_token_mean``, Dr.GRPO's ``seq_mean_token_sum_norm``); the sum over micro-batches is then the minibatch's
-loss exactly. Under several processes each process rolls out its own prompts and normalises over its own share.
+Gradient accumulation and processes. The loop divides every micro-batch loss by ``grad_accum`` (accelerate) and
+DDP averages over processes, i.e. both weigh micro-batches equally; the policy loss must instead be normalised over
+the whole minibatch, every process's share of it included. So each micro-batch names its ``units`` (``micro_units``):
+response tokens for ``loss_agg = token_mean`` (DAPO's and BNPO's token mean over the minibatch), rows for the
+sequence means (GRPO's ``seq_mean_token_mean``, Dr.GRPO's ``seq_mean_token_sum_norm``), and the loop weighs it by
+its share of the step's units summed over micro-batches and processes (``train.loop.unit_share``); the step's loss
+is then the global minibatch's exactly. Each process rolls out its own prompts (``Experiences.prompts``) with the
+sampling seeds those prompts have in one process's rollout, so 2 processes x ``rollout.prompts`` P/2 (and
+``train.batch_size`` B/2) take the step 1 x P (and B) takes; a per-process normaliser would not, with token means,
+when the processes' completions differ in length. Advantages that whiten over the batch (``reinforce_pp``, ``gae``)
+and the token-mean metrics (``entropy``, ``clip_frac``, ...) use each process's own rows.
 
 Logged per RL step (means over its optimiser steps): ``reward`` and ``reward/<name>`` (unweighted, every row
 sampled, dynamic sampling's dropped groups included), ``reward/group_std``, ``score`` (the shaped outcome that enters
@@ -47,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 from mmalign.errors import MMAlignError
 from mmalign.models.generate import row_seed
@@ -66,6 +72,7 @@ from mmalign.rl.rollout import (
 )
 from mmalign.rl.shaping import dynamic_sampling_mask, overlong_penalty
 from mmalign.rl.value import ActorCritic, values_of
+from mmalign.train.guards import blank_image_inputs, text_only_term
 from mmalign.train.loop import process_state, train
 from mmalign.train.reference import adapters_disabled, frozen_copy
 from mmalign.world.scoring import aggregate
@@ -89,18 +96,17 @@ class Experience:
 
 @dataclass
 class MicroBatch:
-    """Rows ``rows`` of ``experience``; ``weight`` multiplies their loss (module docstring)."""
+    """Rows ``rows`` of ``experience``; their loss is a mean over ``units`` (module docstring)."""
 
     experience: Experience
     rows: list[int]
-    weight: float
+    units: float
 
 
-def micro_weight(agg: str, micro_mask: torch.Tensor, minibatch_mask: torch.Tensor, grad_accum: int) -> float:
-    """``grad_accum * n_micro / n_minibatch``: tokens for ``token_mean``, rows for the sequence means."""
-    if agg == "token_mean":
-        return grad_accum * float(micro_mask.sum()) / float(minibatch_mask.sum())
-    return grad_accum * micro_mask.shape[0] / minibatch_mask.shape[0]
+def micro_units(agg: str, mask: torch.Tensor) -> float:
+    """What the policy loss of rows with response ``mask`` is a mean over: tokens for ``token_mean``, rows for the
+    sequence means."""
+    return float(mask.sum()) if agg == "token_mean" else float(mask.shape[0])
 
 
 def reward_functions(cfg: RLConfig) -> dict:
@@ -147,7 +153,8 @@ class Experiences:
         parts, totals, per = [], [], {}
         for round_ in range(ds.max_rounds if ds.enabled else 1):
             ro = make_rollout(self.engine, self.policy, self.processor, self.prompts(step, round_), group_size=g,
-                              seed=row_seed(cfg.train.seed, step, round_), batch_size=cfg.rollout.batch_size,
+                              seed=row_seed(cfg.train.seed, step, round_),
+                              first_prompt=self.rank * cfg.rollout.prompts, batch_size=cfg.rollout.batch_size,
                               packed=cfg.rollout.packed)
             total, per_reward = score_batch(self.rewards, ro.texts, ro.examples, weights=cfg.rewards)
             parts.append(ro)
@@ -215,20 +222,21 @@ def micro_batches(cfg: RLConfig, experiences, start: int) -> Iterator[MicroBatch
                 mini = order[m:m + minibatch]
                 for a in range(0, minibatch, t.batch_size):
                     micro = mini[a:a + t.batch_size]
-                    yield MicroBatch(exp, micro, micro_weight(agg, exp.rollout.mask[micro], exp.rollout.mask[mini],
-                                                              t.grad_accum))
+                    yield MicroBatch(exp, micro, micro_units(agg, exp.rollout.mask[micro]))
         step += 1
 
 
 class RLStep:
     """The loop's ``loss_fn(model, micro_batch) -> (loss, metrics)``: the policy loss (and PPO's value loss) on the
-    micro-batch's rows, weighted by ``micro.weight``. ``model`` is the policy, or ``value.ActorCritic`` for PPO (as
-    the loop hands it over: possibly wrapped for distribution, so it is only ever called)."""
+    micro-batch's rows, a mean over its ``units`` (the loop weighs it). ``model`` is the policy, or
+    ``value.ActorCritic`` for PPO (as the loop hands it over: possibly wrapped for distribution, so it is only ever
+    called). Text-only rows run the vision tower on a blank image (``guards.text_only_term``)."""
 
     def __init__(self, cfg: RLConfig, processor):
         self.cfg, self.processor = cfg, processor
         self.agg = loss_agg(cfg.algorithm)
         self.critic = ADVANTAGES[cfg.algorithm.advantage].needs_values
+        self.blank = blank_image_inputs(processor)
 
     def __call__(self, model, micro: MicroBatch):
         alg, exp, idx = self.cfg.algorithm, micro.experience, torch.tensor(micro.rows)
@@ -254,7 +262,10 @@ class RLStep:
                             loss_agg=self.agg, max_length=max_length)
             loss = loss + alg.vf_coef * vl.loss
             metrics |= {k: float(v) for k, v in vl.metrics.items()}
-        return loss * micro.weight, metrics | exp.metrics | {"rl_step": exp.step + 1}
+        net = extract_model_from_parallel(model)
+        images = any(ro.examples[i]["images"] for i in micro.rows)
+        loss = loss + text_only_term(model, self.blank, images, net.policy if isinstance(net, ActorCritic) else None)
+        return loss, metrics | exp.metrics | {"rl_step": exp.step + 1}
 
 
 def eval_examples(cfg: RLConfig) -> list[dict]:
@@ -319,7 +330,7 @@ def run_rl(cfg: RLConfig) -> dict:
     loop = loop_config(cfg)
     last = train(model, [{"params": params}], RLStep(cfg, processor),
                  lambda start: micro_batches(cfg, experiences, start), loop, desc=f"rl-{cfg.algorithm.loss}",
-                 save_model=save, evaluate=evaluate if examples else None)
+                 save_model=save, evaluate=evaluate if examples else None, units=lambda micro: micro.units)
     result = {"out": cfg.train.output_dir, "last": last}
     if examples and state.is_main_process:
         result |= {"before": before, "after": evaluate(model)}

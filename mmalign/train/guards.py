@@ -51,8 +51,11 @@ class NonFiniteGuard:
         return True
 
 
-def blank_image_inputs(processor, size: int = 32) -> dict[str, torch.Tensor]:
-    """The image processor's inputs for one black ``size`` x ``size`` image (resized as the processor does)."""
+def blank_image_inputs(processor, size: int = 32) -> dict[str, torch.Tensor] | None:
+    """The image processor's inputs for one black ``size`` x ``size`` image (resized as the processor does); None
+    for a processor without an image processor."""
+    if getattr(processor, "image_processor", None) is None:
+        return None
     return dict(processor.image_processor(images=[Image.new("RGB", (size, size))], return_tensors="pt"))
 
 
@@ -63,11 +66,30 @@ def dummy_vision_loss(model: torch.nn.Module, image_inputs: dict[str, torch.Tens
     Under ZeRO-3 (and FSDP) every rank gathers a module's sharded parameters when the module runs, and the
     gathers are collective: a rank whose micro-batch is text-only would skip the vision tower while the others
     wait inside it, and the run hangs. This term makes that rank run the same modules; its value and gradients
-    are zero, so the step is unchanged, and every vision parameter gets a (zero) gradient, which DDP needs too."""
+    are zero, so the step is unchanged, and every vision parameter gets a (zero) gradient. Call it after the
+    batch's own forward (FSDP2 keeps the root's parameters gathered from its forward until backward)."""
     net = _base(extract_model_from_parallel(model))
     device = next(net.parameters()).device
     features = net.get_image_features(**{k: v.to(device) for k, v in image_inputs.items()})
     return 0.0 * sum(t.float().sum() for t in _tensors(features))
+
+
+def has_images(inputs) -> bool:
+    """Whether a model's inputs hold images or video frames (every family names them ``pixel_values*``)."""
+    return any(k.startswith("pixel_values") for k in inputs)
+
+
+def text_only_term(model: torch.nn.Module, blank: dict[str, torch.Tensor] | None, images: bool,
+                   inner: torch.nn.Module | None = None) -> torch.Tensor | float:
+    """What a trainer adds to the loss of a micro-batch: ``dummy_vision_loss`` on ``blank``
+    (``blank_image_inputs``) when the micro-batch has no ``images``, so every process runs the vision tower; 0
+    when it has images, when there is no ``blank`` (a processor without images), and under DDP. DDP needs no
+    help (the loop's ``find_unused_parameters`` lets a process leave the tower out) and cannot take it: a
+    parameter used outside DDP's forward is marked ready twice, and backward fails. ``model`` is what the loop
+    hands the loss; ``inner`` the MLLM inside it when that is not ``model`` itself (PPO's policy and value head)."""
+    if images or blank is None or isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return 0.0
+    return dummy_vision_loss(inner if inner is not None else model, blank)
 
 
 def _tensors(value) -> list[torch.Tensor]:

@@ -7,7 +7,9 @@ Data is a function ``batches(start)`` that yields this process's micro-batches f
 
 Under several processes each one sees an equal share of the global batch; gradients are averaged by DDP, FSDP or
 DeepSpeed, and the logged metrics are averaged across processes, so a run on 2 processes with batch 2 logs what one
-process with batch 4 logs (``docs/scale.md``).
+process with batch 4 logs (``docs/scale.md``). A loss that is a mean over a count that varies between micro-batches
+(response tokens) names that count (``units``), and the loop re-weights each micro-batch so the step's loss is the
+mean over the global batch, whatever the split into processes and micro-batches.
 """
 from __future__ import annotations
 
@@ -80,12 +82,13 @@ def process_state() -> PartialState:
 def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, batches: Callable[[int], Iterator],
           cfg: TrainConfig, *, desc: str = "train", save_model: Callable[[torch.nn.Module, Path], None] | None = None,
           evaluate: Callable[[torch.nn.Module], dict] | None = None,
-          stop: Callable[[dict], str | None] | None = None) -> dict:
+          stop: Callable[[dict], str | None] | None = None, units: Callable[[object], float] | None = None) -> dict:
     """Run ``cfg.max_steps`` optimiser steps of ``loss_fn(model, batch) -> (loss, metrics)``.
 
     ``param_groups`` are AdamW groups (``lr_scale`` in a group multiplies ``cfg.lr``). ``save_model(unwrapped,
     folder)`` writes the final model. ``evaluate(model)`` runs every ``cfg.eval_every`` steps; ``stop(metrics)``
-    sees every logged and evaluated metrics dict and returns a reason to stop early (or None). A ``loss_fn`` with
+    sees every logged and evaluated metrics dict and returns a reason to stop early (or None). ``units(batch)`` is
+    what ``loss_fn``'s loss of ``batch`` is a mean over (``unit_share``). A ``loss_fn`` with
     ``state_dict``/``load_state_dict`` is checkpointed with the run. Returns the last logged metrics, with
     ``stopped`` set when training ended early; raises ``NonFiniteError`` when the guard stops the run.
     """
@@ -126,7 +129,7 @@ def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, b
     last, sums, n, t0 = {}, {}, 0, time.time()
     for step in bar:
         try:
-            done = optimizer_step(accelerator, model, optimizer, loss_fn, data, cfg, guard)
+            done = optimizer_step(accelerator, model, optimizer, loss_fn, data, cfg, guard, units)
         except NonFiniteError as e:
             _close(accelerator, log_file, bar)
             raise NonFiniteError(f"step {step + 1}: {e}; {_last_good(out)}") from None
@@ -172,21 +175,28 @@ def train(model: torch.nn.Module, param_groups: list[dict], loss_fn: Callable, b
 
 
 def optimizer_step(accelerator: Accelerator, model, optimizer, loss_fn: Callable, data: Iterator, cfg: TrainConfig,
-                   guard: NonFiniteGuard) -> dict[str, float] | None:
+                   guard: NonFiniteGuard, units: Callable[[object], float] | None = None) -> dict[str, float] | None:
     """One optimiser step over ``cfg.grad_accum`` micro-batches: the summed metrics of its micro-batches, or None
     when the guard skipped it (no update). Every process reaches the same verdict: the gradient norm is computed
-    on the synchronised gradients, and the count of non-finite losses is summed across processes."""
+    on the synchronised gradients, and the count of non-finite losses is summed across processes. With ``units``
+    the step's micro-batches are drawn first, to count the step's units on every process before any backward."""
     sums, bad_losses = {}, 0
-    for _ in range(cfg.grad_accum):
+    micro = [next(data) for _ in range(cfg.grad_accum)]
+    shares = [1.0] * len(micro)
+    if units:
+        counts = [float(units(b)) for b in micro]
+        shares = unit_share(counts, _sum_over_processes(accelerator, sum(counts)), accelerator.num_processes)
+    for batch, share in zip(micro, shares):
         with accelerator.accumulate(model):
-            loss, metrics = loss_fn(model, next(data))
+            loss, metrics = loss_fn(model, batch)
+            loss = loss * share
             bad_losses += int(not torch.isfinite(loss.detach()).all())
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
-                if norm is not None:
-                    metrics["grad_norm"] = float(norm)
-                problem = guard.problem(_sum_over_processes(accelerator, bad_losses),
+                if norm is not None:   # one norm per step, where logged() divides by micro-batches
+                    metrics["grad_norm"] = float(norm) * cfg.grad_accum
+                problem = guard.problem(int(_sum_over_processes(accelerator, bad_losses)),
                                         float(norm) if norm is not None and _norm_is_ours(accelerator) else None)
                 if problem is None:
                     optimizer.step()
@@ -203,6 +213,19 @@ def optimizer_step(accelerator: Accelerator, model, optimizer, loss_fn: Callable
             for k, v in {"loss": loss.detach(), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
     return sums
+
+
+def unit_share(counts: list[float], total: float, processes: int) -> list[float]:
+    """The factor on each of this process's micro-batch losses, each a mean over its ``counts[m]`` units, that makes
+    the optimiser step's gradient that of the mean over the step's ``total`` units (all processes and micro-batches)::
+
+        share_m = counts[m] * processes * grad_accum / total
+
+    since accelerate divides each micro-batch's loss by ``grad_accum`` and DDP, FSDP and DeepSpeed average the
+    gradients over processes. A per-process mean would weigh a process's tokens by the inverse of its count, so
+    2 processes x batch 2 would not follow 1 x batch 4 when answers differ in length; Hugging Face's Trainer
+    counts ``num_items_in_batch`` over the step the same way. The logged loss is then the global mean too."""
+    return [c * processes * len(counts) / max(total, 1e-8) for c in counts]
 
 
 def logged(accelerator: Accelerator, sums: dict[str, float], n: int) -> dict[str, float]:
@@ -223,10 +246,11 @@ def _norm_is_ours(accelerator: Accelerator) -> bool:
     return accelerator.scaler is None and accelerator.distributed_type != DistributedType.DEEPSPEED
 
 
-def _sum_over_processes(accelerator: Accelerator, count: int) -> int:
+def _sum_over_processes(accelerator: Accelerator, value: float) -> float:
     if accelerator.num_processes == 1:
-        return count
-    return int(accelerator.reduce(torch.tensor([count], device=accelerator.device), reduction="sum").item())
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item())
 
 
 def _last_good(out: Path) -> str:

@@ -24,6 +24,7 @@ from mmalign.losses.state import RunningMean
 from mmalign.models.inputs import build_inputs
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.models.logprobs import weighted_nll
+from mmalign.train.guards import blank_image_inputs, has_images, text_only_term
 from mmalign.train.loop import TrainConfig, train
 from mmalign.train.reference import (
     ReferenceCache,
@@ -131,6 +132,7 @@ class Step:
         self.views, self.collate_kw = views_for(spec), collate_settings(cfg, spec)
         self.running = RunningMean() if spec.needs_reward_mean else None
         self.sft_index = 0
+        self.blank = blank_image_inputs(processor)   # the vision tower's input on text-only batches
 
     def logps(self, model, records):
         collate, score = logps_path(self.cfg.data.packed)
@@ -178,6 +180,7 @@ class Step:
         out = self.spec.fn(policy, ref if self.spec.needs_reference else None, **self.cfg.loss.params,
                            **self.data_inputs(model, batch, policy, ref))
         loss = out.loss.mean() + self.cfg.loss.nll_weight * policy.chosen_nll.mean()
+        loss = loss + text_only_term(model, self.blank, has_images(batch.inputs))
         if self.running is not None:
             self.running.update(out.metrics["rewards"])
         return loss, self.metrics(out, policy, ref)

@@ -3,11 +3,13 @@ Hugging Face MLLM given ``model.path``).
 
 Loss: token-level NLL on the response (and its end-of-turn token), with a per-task weight on each example's
 tokens. Weighting matters for one-token answers: a yes/no example carries one informative token against
-~13 for a caption, and under a per-token mean the yes/no circuit forms late and unreliably.
+~13 for a caption, and under a per-token mean the yes/no circuit forms late and unreliably. The mean is over the
+weighted tokens of the whole optimiser step, on every process and micro-batch (the loop's ``units``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from mmalign.data.records import load_sft_records
 from mmalign.data.sampling import shuffled
 from mmalign.models.inputs import build_inputs
 from mmalign.models.load import ModelConfig, load_model, vision_tower
-from mmalign.models.logprobs import weighted_nll
+from mmalign.models.logprobs import token_weights, weighted_nll
+from mmalign.train.guards import blank_image_inputs, has_images, text_only_term
 from mmalign.train.loop import TrainConfig, train
 from mmalign.world.model import LabModelConfig, build_lab_model
 from mmalign.world.scenes import WorldConfig
@@ -103,11 +106,17 @@ def batches(cfg: SFTConfig, processor, start: int, rank: int = 0, world: int = 1
         k += 1
 
 
-def sft_loss(model, batch):
+def sft_loss(model, batch, blank=None):
+    """The weighted NLL of ``batch``; a text-only batch runs the vision tower on ``blank`` (``text_only_term``)."""
     batch = dict(batch)
     weights, labels = batch.pop("weights"), batch.pop("labels")
     logits = model(**batch).logits
-    return weighted_nll(logits, labels, weights), {}
+    return weighted_nll(logits, labels, weights) + text_only_term(model, blank, has_images(batch)), {}
+
+
+def sft_units(batch) -> float:
+    """The weighted response tokens ``sft_loss`` is a mean over."""
+    return float(token_weights(batch["labels"], batch["weights"]).sum())
 
 
 def run_sft(cfg: SFTConfig) -> dict:
@@ -120,6 +129,7 @@ def run_sft(cfg: SFTConfig) -> dict:
         unwrapped.save_pretrained(folder)
         processor.save_pretrained(folder)
 
-    return train(model, param_groups(model, cfg.vision_lr_scale), sft_loss,
+    loss = partial(sft_loss, blank=blank_image_inputs(processor))
+    return train(model, param_groups(model, cfg.vision_lr_scale), loss,
                  lambda start: batches(cfg, processor, start, state.process_index, state.num_processes, records),
-                 cfg.train, desc="sft", save_model=save)
+                 cfg.train, desc="sft", save_model=save, units=sft_units)

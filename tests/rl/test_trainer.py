@@ -25,9 +25,10 @@ from mmalign.rl.trainer import (
     RLStep,
     group_first,
     micro_batches,
-    micro_weight,
+    micro_units,
     run_rl,
 )
+from mmalign.train.loop import unit_share
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import make_example
 
@@ -86,23 +87,25 @@ def test_kl_is_zero_while_the_policy_is_the_reference(tmp_path, placement):
 
 
 def test_micro_batch_weights_rebuild_the_minibatch_loss():
-    """Weighted micro-batch losses, divided by grad_accum as the loop divides them, add up to the minibatch loss
-    for every aggregation, with micro-batches of very different token counts."""
+    """Micro-batch losses weighted by the loop's share of their units, divided by grad_accum as the loop divides
+    them, add up to the minibatch loss for every aggregation, with micro-batches of very different token counts."""
     g = torch.Generator().manual_seed(0)
     logps, old, adv = (torch.randn(6, 5, generator=g, dtype=torch.float64) * 0.1 for _ in range(3))
     mask = torch.arange(5)[None] < torch.tensor([5, 1, 2, 5, 3, 1])[:, None]
     for name in ("grpo", "bnpo", "dapo", "dr_grpo"):
         loss_agg = POLICY_LOSSES[name].keywords["loss_agg"]
         whole = POLICY_LOSSES[name](logps, old, adv, mask, max_length=5).loss
-        parts = sum(micro_weight(loss_agg, mask[s], mask, 3) / 3
-                    * POLICY_LOSSES[name](logps[s], old[s], adv[s], mask[s], max_length=5).loss
-                    for s in (slice(0, 2), slice(2, 4), slice(4, 6)))
+        micro = (slice(0, 2), slice(2, 4), slice(4, 6))
+        counts = [micro_units(loss_agg, mask[s]) for s in micro]
+        parts = sum(share / 3 * POLICY_LOSSES[name](logps[s], old[s], adv[s], mask[s], max_length=5).loss
+                    for s, share in zip(micro, unit_share(counts, sum(counts), 1)))
         torch.testing.assert_close(parts, whole, msg=name)
 
 
 def test_gradient_accumulation_matches_one_big_batch():
-    """The trainer's own stream and loss: the gradient of 4 weighted micro-batches, each divided by grad_accum as
-    the loop divides it, is the gradient of their minibatch in one piece (DAPO's token mean, unequal lengths)."""
+    """The trainer's own stream and loss: the gradient of 4 micro-batches weighted as the loop weighs them, each
+    divided by grad_accum as the loop divides it, is the gradient of their minibatch in one piece (DAPO's token
+    mean, unequal lengths)."""
     cfg = rl_cfg(Path("/unused"), "train.batch_size=4", "train.grad_accum=4", "algorithm.loss=dapo",
                  "rollout.temperature=2.5")
     model, processor = load_model(ModelConfig(path=shipped_base()))
@@ -113,11 +116,12 @@ def test_gradient_accumulation_matches_one_big_batch():
 
     def grad(batches) -> torch.Tensor:
         model.zero_grad()
-        for m in batches:
-            (step(model, m)[0] / cfg.train.grad_accum).backward()
+        counts = [m.units for m in batches]
+        for m, share in zip(batches, unit_share(counts, sum(counts), 1)):
+            (step(model, m)[0] * share / len(batches)).backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
-    whole = MicroBatch(exp, [r for m in micros for r in m.rows], cfg.train.grad_accum)   # its share is 1
+    whole = MicroBatch(exp, [r for m in micros for r in m.rows], sum(m.units for m in micros))
     torch.testing.assert_close(grad(micros), grad([whole]), atol=1e-6, rtol=1e-4)
 
 

@@ -15,6 +15,7 @@
 | ``silkie`` | n sampled captions, every pair by a judge's 1-10 rating (the lab judge), ties dropped | – | dpo |
 | ``mia_dpo`` | ground-truth pairs with a distractor image (sequence, grid, pic-in-pic); rejected = the distractor's answer | – | dpo |
 | ``adpo`` | clean caption vs the policy's caption under a PGD image, under I and under I_adv | – | dpo |
+| ``symdpo`` | in-context demonstrations answered by symbols; chosen = the matching demonstration's symbol, rejected = the majority symbol or the plain answer | – | dpo |
 
 Sampling recipes keep only finished samples; every recipe ends with de-duplication and, where pairs come from
 sampling, the length balance filter (LAB.md: pairs whose rejected is systematically longer teach brevity).
@@ -36,6 +37,7 @@ from mmalign.construct.corrupt import corrupt
 from mmalign.construct.multi_image import LAYOUTS, lab_mia_pair
 from mmalign.construct.sample import SamplingConfig, self_annotate
 from mmalign.construct.scorers import make_scorer, model_labeller
+from mmalign.construct.symdpo import QUESTION_TASKS, REJECTED, symdpo_pair
 from mmalign.construct.text import (
     INJECTIONS,
     inject_negative,
@@ -44,7 +46,6 @@ from mmalign.construct.text import (
 )
 from mmalign.data.preference import PreferenceRecord, write_preference_file
 from mmalign.errors import ConfigError
-from mmalign.eval import lab_judge
 from mmalign.models.generate import sample_responses
 from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
@@ -172,9 +173,8 @@ def _rlaif_v(cfg):
 
 
 def _silkie(cfg):
-    def rate(example, responses):           # the lab judge's 1-10 rating stands in for GPT-4V's
-        return [lab_judge.rate(example, r) for r in responses]
-    return _annotate(cfg, rate, mode="all", min_margin=1e-6)
+    # the lab judge's 1-10 rating stands in for GPT-4V's
+    return _annotate(cfg, make_scorer("lab_judge"), mode="all", min_margin=1e-6)
 
 
 # ---- multi-image and adversarial -----------------------------------------------------------------------------------
@@ -215,6 +215,17 @@ def _adpo(cfg):
     return records, {"source": "greedy caption under a PGD image (eps 8/255, 10 steps)", "unchanged": same}
 
 
+def _symdpo(cfg):
+    records, none = [], 0
+    for i in tqdm(range(cfg.n), desc="symdpo", unit="prompt"):
+        task, rejected = QUESTION_TASKS[i % 3], REJECTED[i // 3 % 2]
+        pair = symdpo_pair(cfg.world, task, i, rejected=rejected, seed=cfg.seed)
+        none += pair is None
+        records += [pair] if pair is not None else []
+    return records, {"source": "in-context symbol demonstrations", "tasks": list(QUESTION_TASKS),
+                     "rejected": list(REJECTED), "no_demonstrations": none}
+
+
 RECIPES = {
     "mdpo": Recipe(_mdpo, "mdpo", "mDPO, arXiv 2406.11839"),
     "image_dpo": Recipe(_image_dpo, "image_dpo", "Image-DPO (ViLP), arXiv 2501.00569"),
@@ -226,6 +237,7 @@ RECIPES = {
     "silkie": Recipe(_silkie, "dpo", "Silkie / VLFeedback, arXiv 2312.10665"),
     "mia_dpo": Recipe(_mia_dpo, "dpo", "MIA-DPO, arXiv 2410.17637"),
     "adpo": Recipe(_adpo, "dpo", "AdPO, arXiv 2504.01735"),
+    "symdpo": Recipe(_symdpo, "dpo", "SymDPO, arXiv 2411.11909"),
 }
 SAMPLED = ("clip_dpo", "sima", "rlaif_v", "silkie")
 

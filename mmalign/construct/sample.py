@@ -30,13 +30,20 @@ class SamplingConfig:
 def self_annotate(model, processor, examples: list[dict], scorer: Scorer, *, sampling: SamplingConfig,
                   min_margin: float, mode: Literal["best_worst", "all"] = "best_worst",
                   ) -> tuple[list[PreferenceRecord], dict]:
-    """Sample (``sample_responses``), drop unfinished completions, label (``label_pairs``). Each record's
-    ``meta["sampling"]`` holds the settings; the report is ``label_pairs``'s plus ``samples`` and
-    ``truncated_samples``."""
-    samples = sample_responses(model, processor, examples, **asdict(sampling))
-    finished = [[t for t, ok in zip(texts, stopped) if ok] for texts, stopped in zip(samples.texts, samples.stopped)]
+    """Sample (``sample_finished``), label (``label_pairs``). Each record's ``meta["sampling"]`` holds the
+    settings; the report is ``label_pairs``'s plus ``samples`` and ``truncated_samples``."""
+    finished, counts = sample_finished(model, processor, examples, sampling)
     records, report = label_pairs(examples, finished, scorer, min_margin=min_margin, mode=mode)
     for r in records:
         r.meta["sampling"] = asdict(sampling)
+    return records, {**report, **counts}
+
+
+def sample_finished(model, processor, examples: list[dict], sampling: SamplingConfig,
+                    desc: str | None = "sample") -> tuple[list[list[str]], dict]:
+    """``sampling.n`` completions per example with the unfinished ones left out, and the counts ``samples`` and
+    ``truncated_samples``."""
+    samples = sample_responses(model, processor, examples, **asdict(sampling), desc=desc)
+    finished = [[t for t, ok in zip(texts, stopped) if ok] for texts, stopped in zip(samples.texts, samples.stopped)]
     n_samples = len(examples) * sampling.n
-    return records, {**report, "samples": n_samples, "truncated_samples": n_samples - sum(map(len, finished))}
+    return finished, {"samples": n_samples, "truncated_samples": n_samples - sum(map(len, finished))}

@@ -8,6 +8,7 @@
 | ``self_judge`` | SIMA (§5.3)                     | the oracle's formula with the policy's own yes/no beliefs    |
 | ``claims``     | RLAIF-V (§5.4)                  | -#claims a labeller answers "no" to                          |
 | ``judge``      | Silkie / VLFeedback (§5.1)      | an external judge's parsed rating                            |
+| ``lab_judge``  | Silkie on the lab               | the lab judge's 1-10 rating against the ground truth         |
 
 Settings are keyword-only parameters (the signature is the schema); ``make_scorer`` binds them and checks them.
 ``label_pairs`` (``mmalign.construct.label``) turns the scores into preference pairs.
@@ -23,7 +24,7 @@ from mmalign.construct.scorers.claims import claims, model_labeller, self_judge
 from mmalign.construct.scorers.clip import clip
 from mmalign.construct.scorers.external import judge, reward_model
 from mmalign.construct.scorers.mentions import object_mentions
-from mmalign.construct.scorers.oracle import oracle
+from mmalign.construct.scorers.oracle import lab_judge, oracle
 from mmalign.construct.scorers.scores import Scores
 from mmalign.errors import ConfigError
 
@@ -31,7 +32,7 @@ Scorer = Callable[[dict, list[str]], "Scores | list[float]"]
 
 SCORERS: dict[str, Callable[..., Scores]] = {
     "oracle": oracle, "clip": clip, "reward_model": reward_model, "self_judge": self_judge, "claims": claims,
-    "judge": judge,
+    "judge": judge, "lab_judge": lab_judge,
 }
 
 

@@ -1,7 +1,9 @@
-"""The lab's ground-truth scorer: what a perfect annotator would say, from the scene's exact contents."""
+"""The lab's ground-truth scorers: what a perfect annotator would say (``oracle``), and the lab judge's 1-10
+rating (``lab_judge``, standing in for a GPT-4V judge), both from the scene's exact contents."""
 from __future__ import annotations
 
 from mmalign.construct.scorers.scores import Scores
+from mmalign.eval import lab_judge as judge
 from mmalign.world.scoring import score_example
 
 
@@ -25,3 +27,9 @@ def oracle(example: dict, responses: list[str]) -> Scores:
     else:
         values = [d["correct"] for d in details]
     return Scores([float(v) for v in values], details)
+
+
+def lab_judge(example: dict, responses: list[str]) -> Scores:
+    """The lab judge's 1-10 rating of each response (``mmalign.eval.lab_judge.rate``: captions by the F1 of their
+    colour-and-shape mentions, other tasks 10 if correct, else 1)."""
+    return Scores([judge.rate(example, r) for r in responses])

@@ -5,6 +5,10 @@ log-probs (cached on disk, or live) -> the loss function -> backward. It logs th
 accuracy, the policy's chosen and rejected log-prob changes against the reference (a collapse shows as both
 falling), response lengths and a KL proxy; evaluates held-out pairs every ``train.eval_every`` steps; and stops
 early when the validation metric plateaus or the chosen log-prob has fallen too far.
+
+With ``online.fraction > 0`` part of every batch is sampled from the current policy and labelled on the fly
+(online DPO, ``mmalign.train.online``); ``reference_model`` fixes pi_ref to another folder than the starting
+policy (iterative DPO with the reference held at round 0's model, ``mmalign.iterate``).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import torch
 
 from mmalign.data.preference import read_preference_file
 from mmalign.data.sampling import shuffled
-from mmalign.errors import MMAlignError
+from mmalign.errors import ConfigError, MMAlignError
 from mmalign.losses import PREFERENCE_LOSSES, LossSpec, check_loss_settings
 from mmalign.losses.state import RunningMean
 from mmalign.models.inputs import build_inputs
@@ -26,6 +30,7 @@ from mmalign.models.load import ModelConfig, load_model
 from mmalign.models.logprobs import weighted_nll
 from mmalign.train.guards import blank_image_inputs, has_images, text_only_term
 from mmalign.train.loop import TrainConfig, train
+from mmalign.train.online import OnlineConfig, OnlinePairs, online_metrics, online_share
 from mmalign.train.reference import (
     ReferenceCache,
     adapters_disabled,
@@ -84,6 +89,7 @@ class PreferenceConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path=SHIPPED_BASE))
     reference: Literal["copy", "adapters"] = "copy"   # a frozen copy, or the LoRA policy with adapters off
+    reference_model: str = ""      # copy: a model folder to freeze as pi_ref instead of the starting policy
     ref_cache: bool = True         # precompute reference log-probs once and cache them on disk
     cache_dir: str = "~/.cache/mmalign/reference"
     loss: LossConfig = field(default_factory=LossConfig)
@@ -91,9 +97,17 @@ class PreferenceConfig:
     freeze_vision: bool = False    # the vision tower trains too (on the lab: CHAIR-i -16% vs -12% frozen; docs/alignment.md)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     eval_scenes: int = 600         # lab evaluation of the base and the aligned model afterwards; 0 skips it
+    online: OnlineConfig = field(default_factory=OnlineConfig)   # pairs sampled from the policy during training
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         output_dir="runs/dpo", max_steps=600, batch_size=16, lr=5e-5, warmup_steps=10, min_lr_ratio=0.1,
         log_every=10, eval_every=100))
+
+    def validate(self) -> None:
+        if self.reference_model and self.reference == "adapters":
+            raise ConfigError("reference_model names a folder to copy; it does not go with reference=adapters")
+        if self.online.fraction and PREFERENCE_LOSSES[self.loss.name].needs_kl_logratio:
+            raise ConfigError(f"loss '{self.loss.name}' needs a fixed mismatched partner per record (its KL view); "
+                              "online pairs have none: set online.fraction=0")
 
 
 def views_for(spec: LossSpec) -> tuple[str, ...]:
@@ -137,7 +151,7 @@ class Step:
     def logps(self, model, records):
         collate, score = logps_path(self.cfg.data.packed)
         batch = collate(self.processor, records, self.views, **self.collate_kw,
-                        kl_partners=[self.partners[r.id] for r in records])
+                        kl_partners=[self.partners.get(r.id) for r in records])   # online pairs have none
         batch = batch.to(next(model.parameters()).device)
         policy = score(model, batch, noise=self.spec.needs_noise_image)
         ref = self.reference(batch) if self.spec.needs_reference or self.spec.needs_kl_logratio else None
@@ -183,7 +197,7 @@ class Step:
         loss = loss + text_only_term(model, self.blank, has_images(batch.inputs))
         if self.running is not None:
             self.running.update(out.metrics["rewards"])
-        return loss, self.metrics(out, policy, ref)
+        return loss, self.metrics(out, policy, ref) | (online_metrics(records) if self.cfg.online.fraction else {})
 
     def metrics(self, out, policy, ref) -> dict:
         m = {k: float(v.float().mean()) for k, v in out.metrics.items() if k != "rewards"}
@@ -209,12 +223,14 @@ def make_reference(cfg: PreferenceConfig, model, processor, spec: LossSpec, reco
         net = model
         ctx = adapters_disabled
     else:
-        net = frozen_copy(model)
+        net = frozen_copy(model) if not cfg.reference_model else load_model(ModelConfig(
+            path=cfg.reference_model, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+        ))[0].eval().requires_grad_(False)
         ctx = contextlib.nullcontext
     noise = spec.needs_noise_image
     score = logps_path(cfg.data.packed)[1]
 
-    if not cfg.ref_cache:
+    if not cfg.ref_cache or cfg.online.fraction:     # online pairs are new every step: nothing to cache ahead
         def live(batch):
             with torch.no_grad(), ctx(net) as m:
                 return score(m, batch, noise=noise)
@@ -278,11 +294,15 @@ def run_preference(cfg: PreferenceConfig) -> dict:
     partners = {r.id: everything[(i + 1) % len(everything)] for i, r in enumerate(everything)}
     step = Step(cfg, spec, processor, make_reference(cfg, model, processor, spec, everything, partners), partners)
     get, bs = shuffled(train_records, cfg.train.seed), cfg.train.batch_size
+    online = (OnlinePairs(cfg.online, cfg.world, model, processor, cfg.train.seed,
+                          log=Path(cfg.train.output_dir) / "online.jsonl") if cfg.online.fraction else None)
 
     def batches(start: int):
         k = start
         while True:
-            yield [get((k * state.num_processes + state.process_index) * bs + i) for i in range(bs)]
+            g = k * state.num_processes + state.process_index
+            n_online, first = online_share(g, bs, cfg.online.fraction)
+            yield [get(first + i) for i in range(bs - n_online)] + (online.pairs(g, n_online) if n_online else [])
             k += 1
 
     def save(unwrapped, folder: Path):

@@ -23,6 +23,8 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
     from mmalign.eval.lmms.tasks import LmmsTasksConfig, export_tasks
     from mmalign.eval.run import BenchConfig, run_bench
     from mmalign.eval.runner import run_eval
+    from mmalign.iterate.config import IterateConfig
+    from mmalign.iterate.rounds import run_iterate
     from mmalign.judge.ask import JudgeAskConfig, ask_judge
     from mmalign.quickstart import QuickstartConfig, quickstart
     from mmalign.reward.train import RewardConfig, train_reward_model
@@ -40,6 +42,8 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
         "sft": (SFTConfig, run_sft, "supervised fine-tuning of an image-text model"),
         "base": (BaseModelConfig, train_base_model, "train the lab base model (vision + SFT) and its control"),
         "train": (PreferenceConfig, run_preference, "offline preference optimisation (DPO, mDPO, SimPO, ... )"),
+        "iterate": (IterateConfig, run_iterate, "rounds of sample -> label -> filter -> preference training -> "
+                    "evaluate (iterative DPO)"),
         "reward": (RewardConfig, train_reward_model, "train a Bradley-Terry reward model on an image-text backbone"),
         "rl": (RLConfig, run_rl, "online RL on the lab (GRPO, DAPO, RLOO, REINFORCE++, PPO)"),
         "eval": (LabEvalConfig, run_eval, "evaluate a model on the lab tasks (the six dimensions)"),
@@ -82,7 +86,7 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "sft": "train.output_dir",
             "base": "out", "eval": "out", "bench": "out", "lmms-tasks": "out",
-            "train": "train.output_dir"}
+            "train": "train.output_dir", "iterate": "out"}
 SHORTHANDS = {"benchmark": "NAME", "data": "PATH", "images": "DIR"}   # mmalign bench's, besides --model
 
 

@@ -1,0 +1,52 @@
+"""The settings of ``mmalign iterate``: rounds, prompts, sampling, the scorer, the reference switch, the preference
+training each round runs (a whole ``PreferenceConfig``), evaluation and the over-optimisation stop."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mmalign.construct.sample import SamplingConfig
+from mmalign.construct.scorers.choice import ScorerConfig
+from mmalign.errors import ConfigError
+from mmalign.iterate.overopt import OverOptConfig
+from mmalign.train.preference import SHIPPED_BASE, PreferenceConfig
+from mmalign.world.scenes import WorldConfig
+from mmalign.world.tasks import TASKS
+
+
+@dataclass
+class IterateEvalConfig:
+    n_scenes: int = 600            # held-out test scenes for captions and POPE (the hallucination figures)
+    proxy_prompts: int = 200       # held-out val prompts whose greedy answers the scorer and the oracle both score
+    reward_pairs: int = 200        # held-out pairs the model's own likelihood ranks (the reward-model figure)
+
+
+@dataclass
+class IterateConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: str = SHIPPED_BASE      # round 1's policy; with reference=fixed, every round's pi_ref
+    rounds: int = 3
+    prompts: int = 3000            # prompts sampled per round (scorer calls: prompts x sampling.n per round)
+    tasks: dict[str, float] = field(default_factory=lambda: {"caption": 0.5, "exist": 0.5})  # prompt mix
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    mode: Literal["best_worst", "all"] = "best_worst"     # label_pairs: which pairs a prompt's samples give
+    min_margin: float = 1e-6
+    length_balance: bool = True    # sampled pairs whose rejected is systematically longer teach brevity (LAB.md)
+    reference: Literal["fixed", "refreshed"] = "fixed"    # pi_ref: round 1's policy, or each round's start
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)   # each round's training
+    eval: IterateEvalConfig = field(default_factory=IterateEvalConfig)
+    overopt: OverOptConfig = field(default_factory=OverOptConfig)
+    seed: int = 0                  # moves the samples' draws and the training order of every round
+    out: str = "runs/iterate"
+
+    def validate(self) -> None:
+        if self.rounds < 1 or self.prompts < 1:
+            raise ConfigError(f"rounds ({self.rounds}) and prompts ({self.prompts}) must be positive")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ConfigError(f"tasks: unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+        if self.sampling.n < 2:
+            raise ConfigError(f"sampling.n: {self.sampling.n} samples per prompt cannot make a pair")
+        if self.preference.data.source != "lab":
+            raise ConfigError("preference.data.source is set by each round (its filtered pairs); leave it 'lab'")

@@ -1,0 +1,73 @@
+"""The over-optimisation signal: rounds where the proxy rises while the oracle falls, the stop after ``patience`` of
+them, and the driver stopping on a scripted divergence (stages replaced by fakes that write what the summary reads)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmalign.iterate import rounds
+from mmalign.iterate.overopt import OverOptConfig, best_round, overoptimised, parted
+from mmalign.iterate.rounds import run_iterate
+from mmalign.iterate.store import write_json
+
+from .conftest import small
+
+
+def history(proxy: list[float], gold: list[float]) -> list[dict]:
+    return [{"proxy": p, "gold": g} for p, g in zip(proxy, gold, strict=True)]
+
+
+def test_parting_rounds():
+    h = history([0, 1, 2, 3, 2], [0, 1, 0.5, 0.2, 0.1])
+    assert parted(h, OverOptConfig()) == [2, 3]                    # round 4: both fell, so not parting
+    assert parted(h, OverOptConfig(tolerance=0.4)) == [2]          # round 3's gold fell only 0.3
+    assert best_round(h) == 1
+    assert best_round(history([0, 1, 1], [0, 2, 2])) == 1          # the earliest of ties
+
+
+def test_stop_after_patience_parting_rounds():
+    h = history([0, 1, 2, 3], [0, 1, 0.5, 0.2])
+    assert overoptimised(h[:2], OverOptConfig()) is None           # both rose
+    reason = overoptimised(h[:3], OverOptConfig())
+    assert reason and "round 2" in reason and "1.000 -> 2.000" in reason
+    assert overoptimised(h[:3], OverOptConfig(patience=2)) is None
+    assert "rounds 2, 3" in overoptimised(h, OverOptConfig(patience=2))
+    assert overoptimised(history([0, 1, 2], [0, 1, 2]), OverOptConfig()) is None   # one curve: nothing parts
+
+
+def scripted(monkeypatch, proxy: list[float], gold: list[float]) -> list[tuple[str, int]]:
+    """Every stage a fake; round k's evaluation reports ``proxy[k]``, ``gold[k]``."""
+    calls = []
+
+    def stage(name):
+        def fake(run, k, tmp):
+            calls.append((name, k))
+            if name == "pairs":
+                write_json(tmp / "report.json", {"scored_samples": 48})
+            if name == "filtered":
+                write_json(tmp / "report.json", {"pairs": 10})
+            if name == "train":
+                (tmp / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5}) + "\n")
+            if name == "eval":
+                write_json(tmp / "scores.json", {"model": f"model-{k}", "lab": {}, "proxy": proxy[k], "gold": gold[k]})
+        return fake
+    for name in rounds.ROUND_STAGES:
+        monkeypatch.setitem(rounds.ROUND_STAGES, name, stage(name))
+    return calls
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_the_rounds_stop_when_proxy_and_truth_part(tmp_path, monkeypatch, stop):
+    # the proxy keeps climbing; the truth peaks at round 2 and falls in round 3
+    calls = scripted(monkeypatch, proxy=[0.0, 1.0, 2.0, 3.0, 4.0], gold=[0.0, 1.0, 1.5, 1.0, 0.5])
+    result = run_iterate(small(tmp_path, "rounds=4", f"overopt.stop={str(stop).lower()}"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["parted"] == ([3] if stop else [3, 4])
+    assert result["best_round"] == 2 and result["best_model"] == "model-2"
+    if stop:
+        assert result["rounds_run"] == 3 and "round 3" in result["stopped"]
+        assert not (tmp_path / "round_4").exists() and ("samples", 4) not in calls
+    else:
+        assert result["rounds_run"] == 4 and result["stopped"] is None and summary["overoptimised"]
+    assert [r["gold"] for r in summary["rounds"]] == [0.0, 1.0, 1.5, 1.0, 0.5][: result["rounds_run"] + 1]

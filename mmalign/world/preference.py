@@ -5,6 +5,12 @@ co-occurring partner of a present object where there is one, as the prior would 
 object. Exist pairs ask "is there a X in the image ?" about a present object (chosen "yes") or an absent partner
 (chosen "no"), half each. Every pair carries I' (``random_resized_crop`` of its image, seeded per pair).
 
+Swap pairs (``swap``, off by default): rejected = the clean caption with one present object replaced by an absent
+category that co-occurs with nothing in the scene. Plus pairs' absent object is the prior's partner wherever there
+is one, so a reward model trained on plus and minus pairs alone can learn "naming a co-occurring pair is wrong"
+instead of "naming an absent object is wrong"; a policy trained against it then swaps real objects for unrelated
+absent ones (docs/rl.md). Swap pairs, of equal length, close that shortcut.
+
 Why length-balanced: a preference loss rewards whatever separates chosen from rejected most cheaply. If every
 rejected caption were the clean one plus an object, "shorter" would separate them perfectly and the policy would
 learn to say less (with injected-only pairs a prototype's recall fell from 0.86 to 0.72; LAB.md). Adding as many
@@ -36,6 +42,7 @@ class LabPairsConfig:
     split: str = "train"            # never "test": that is evaluation's
     tasks: dict[str, float] = field(default_factory=lambda: {"caption": 0.5, "exist": 0.5})
     balance: float = 0.5            # share of caption pairs whose rejected drops a real object (else adds one)
+    swap: float = 0.0               # share of caption pairs whose rejected swaps a real object for an unrelated absent one
     crop_scale: list[float] = field(default_factory=lambda: [0.01, 0.2])   # I': share of the area kept
     seed: int = 0
 
@@ -47,6 +54,8 @@ class LabPairsConfig:
             raise ConfigError(f"lab.split: '{self.split}' is not 'train' or 'val' (the test split is for evaluation)")
         if not 0 <= self.balance <= 1:
             raise ConfigError(f"lab.balance: {self.balance} is not in [0, 1]")
+        if not 0 <= self.swap <= 1 - self.balance:
+            raise ConfigError(f"lab.swap: {self.swap} is not in [0, 1 - lab.balance = {1 - self.balance}]")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"lab.crop_scale: {self.crop_scale} is not [low, high] with 0 < low <= high <= 1")
 
@@ -58,7 +67,7 @@ def lab_pairs(world: WorldConfig, cfg: LabPairsConfig, *, for_eval: bool = False
         cfg.validate()
     names = [t for t, w in cfg.tasks.items() if w > 0]
     p = np.asarray([cfg.tasks[t] for t in names], dtype=float)
-    counts = {"caption": 0, "caption_minus": 0, "exist": 0}
+    counts = {"caption": 0, "caption_minus": 0, "caption_swap": 0, "exist": 0}
     records = []
     for i in range(cfg.n):
         rng = np.random.default_rng([world.seed, SPLITS[cfg.split], i, STREAM, cfg.seed])
@@ -68,8 +77,10 @@ def lab_pairs(world: WorldConfig, cfg: LabPairsConfig, *, for_eval: bool = False
         image = render(scene, world)
         if task == "caption":
             minus = counts["caption_minus"] < cfg.balance * (counts["caption"] + 1)  # a quota: later scenes make up for one-object ones
-            prompt, chosen, rejected, meta = _caption_pair(world, scene, rng, minus)
+            swap = not minus and counts["caption_swap"] < cfg.swap * (counts["caption"] + 1)
+            prompt, chosen, rejected, meta = _caption_pair(world, scene, rng, minus, swap)
             counts["caption_minus"] += meta["kind"] == "caption_minus"
+            counts["caption_swap"] += meta["kind"] == "caption_swap"
         else:
             prompt, chosen, rejected, meta = _exist_pair(world, scene, rng, yes=counts["exist"] % 2 == 0)
         counts[task] += 1
@@ -84,15 +95,24 @@ def lab_pairs(world: WorldConfig, cfg: LabPairsConfig, *, for_eval: bool = False
 
 def corrected_spans(chosen: str, rejected: str, meta: dict) -> tuple[list | None, list | None]:
     """The segments that differ, as DDPO's corrected spans (character offsets): the injected object's phrase
-    in the rejected caption, the dropped one's in the chosen caption, the whole answer of a yes/no pair.
+    in the rejected caption, the dropped one's in the chosen caption, both of a swap, the whole answer of a yes/no
+    pair.
     (``reward_margin`` is 1.0 for every lab pair: each differs from the truth by exactly one object.)"""
     if meta["kind"].startswith("exist"):
         return [[0, len(chosen)]], [[0, len(rejected)]]
     phrase = f"a {meta['colour']} {meta['object']}"
+    if meta["kind"] == "caption_swap":
+        real = f"a {meta['colour']} {meta['replaced']}"
+        return [_span(chosen, real)], [_span(rejected, phrase)]
     text = rejected if meta["kind"] == "caption_plus" else chosen
     start = text.index(phrase)
     span = [[start, start + len(phrase)]]
     return (None, span) if meta["kind"] == "caption_plus" else (span, None)
+
+
+def _span(text: str, phrase: str) -> list[int]:
+    start = text.index(phrase)
+    return [start, start + len(phrase)]
 
 
 def _plain(d: dict) -> dict:
@@ -109,9 +129,24 @@ def absent_object(world: WorldConfig, scene: Scene, rng: np.random.Generator) ->
     return pool[int(rng.integers(len(pool)))] if pool else None
 
 
-def _caption_pair(world: WorldConfig, scene: Scene, rng: np.random.Generator, minus: bool):
+def unrelated_absent(world: WorldConfig, scene: Scene) -> list[str]:
+    """Absent categories that are no present object's partner (nor have one present): what the prior never writes in."""
+    present = set(scene.categories)
+    return [c for c in world.categories if c not in present and world.partner(c) not in present]
+
+
+def _caption_pair(world: WorldConfig, scene: Scene, rng: np.random.Generator, minus: bool, swap: bool = False):
     objs = [(o.colour, o.category) for o in scene.objects]
     extra = absent_object(world, scene, rng)
+    unrelated = unrelated_absent(world, scene) if swap else []
+    if unrelated and not minus:
+        k = int(rng.integers(len(objs)))
+        colour, replaced = objs[k]
+        category = unrelated[int(rng.integers(len(unrelated)))]
+        objs[k] = (colour, category)
+        objs.sort(key=lambda t: L.ALL_CATEGORIES.index(t[1]))
+        meta = {"kind": "caption_swap", "object": category, "colour": colour, "replaced": replaced}
+        return L.caption_prompt(), clean_caption(scene), L.caption_text(objs), meta
     if (minus and len(objs) >= 2) or extra is None:
         colour, category = objs.pop(int(rng.integers(len(objs))))
         kind = "caption_minus"

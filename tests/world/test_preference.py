@@ -108,3 +108,29 @@ def test_pairs_survive_a_file_round_trip(pairs, tmp_path):
     for a, b in zip(pairs, back):
         assert (a.id, a.prompt, a.chosen, a.rejected, a.task, a.meta) == (b.id, b.prompt, b.chosen, b.rejected, b.task, b.meta)
         assert np.array_equal(np.asarray(a.corrupt_images[0]), np.asarray(b.corrupt_images[0]))
+
+
+def test_swap_pairs_replace_a_real_object_by_an_unrelated_absent_one():
+    cfg = LabPairsConfig(n=60, tasks={"caption": 1.0}, balance=0.25, swap=0.5)
+    swaps = [r for r in lab_pairs(WORLD, cfg) if r.meta["kind"] == "caption_swap"]
+    assert 20 <= len(swaps) <= 31
+    for r in swaps:
+        clean, rejected = Counter(objects(r.chosen)), Counter(objects(r.rejected))
+        ((colour, real),), ((colour2, fake),) = (clean - rejected).elements(), (rejected - clean).elements()
+        present = set(scene(r).categories)
+        assert colour == colour2 and real in present and fake not in present and WORLD.partner(fake) not in present
+        assert (real, fake) == (r.meta["replaced"], r.meta["object"]) and len(r.chosen) - len(r.rejected) == len(
+            real) - len(fake)
+        assert r.chosen[slice(*r.chosen_spans[0])] == f"a {colour} {real}"
+        assert r.rejected[slice(*r.rejected_spans[0])] == f"a {colour} {fake}"
+
+
+def test_swap_off_leaves_the_pairs_as_they_were():
+    """The default pairs (which every shipped result trained on) are pinned: the digest of the first 40 pairs as
+    they were before swap pairs existed."""
+    import hashlib
+    ps = lab_pairs(WORLD, LabPairsConfig(n=40))
+    digest = hashlib.sha256(repr([(r.chosen, r.rejected, r.meta["crop_seed"]) for r in ps]).encode()).hexdigest()
+    assert digest == "216e4d869da48471cbf70af79faf76c5662bf98896b6777a90d5630aa2412d6c"
+    with pytest.raises(ConfigError, match="lab.swap"):
+        lab_pairs(WORLD, LabPairsConfig(n=4, balance=0.6, swap=0.5))

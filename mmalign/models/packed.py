@@ -72,7 +72,7 @@ def _check_attention(model) -> None:
                            f"does not apply; use one of {', '.join(MASKED_ATTENTION)} or data.packed=false")
 
 
-def logps_at(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _logps_at(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) under the logits at (rows, cols), each ``(N,)``; one fused cross-entropy."""
     return -F.cross_entropy(logits[rows, cols].float(), targets, reduction="none")
 
@@ -99,7 +99,7 @@ def packed_token_logps(logits: torch.Tensor, start: int, batch: PackedBatch) -> 
     """``(rows, L)`` log p(label) at every scored position (each read off its ``source`` logits), 0 elsewhere."""
     rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
     return scatter(batch.labels.shape, rows, cols,
-                   logps_at(logits, rows, batch.source[rows, cols] - start, batch.labels[rows, cols]))
+                   _logps_at(logits, rows, batch.source[rows, cols] - start, batch.labels[rows, cols]))
 
 
 def view_mask(batch: PackedBatch, name: str) -> torch.Tensor:
@@ -143,5 +143,5 @@ def _noise(logits: torch.Tensor, start: int, batch: PackedBatch) -> SeqLogps:
     rc, tc = clean.nonzero(as_tuple=True)
     rk, tk = corrupt.nonzero(as_tuple=True)
     argmax = logits[rk + k.start, batch.source[rk + k.start, tk] - start].detach().argmax(-1)
-    lp = logps_at(logits, rc + c.start, batch.source[rc + c.start, tc] - start, argmax)
+    lp = _logps_at(logits, rc + c.start, batch.source[rc + c.start, tc] - start, argmax)
     return reduce(scatter(clean.shape, rc, tc, lp), clean)

@@ -42,12 +42,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from transformers import BatchFeature
 
-from mmalign.models.generate import Samples, sample_responses
 from mmalign.data.pack import pack_responses
+from mmalign.models.generate import Samples, sample_responses
 from mmalign.models.inputs import TOKEN_KEYS, prompt_text
-from mmalign.models.packed import logps_at, packed_output, scatter
+from mmalign.models.packed import packed_output, scatter
 from mmalign.rl.policy_losses import token_entropy
 
 
@@ -190,9 +191,10 @@ def _at(out, start: int, rows: torch.Tensor, cols: torch.Tensor, response_ids: t
     output whose logits start at column ``start``; only the masked tokens are computed, 0 elsewhere."""
     r, c = rows[mask], cols[mask]
     where = mask.nonzero(as_tuple=True)
-    result = Forward(scatter(mask.shape, *where, logps_at(out.logits, r, c - start, response_ids[mask])))
+    picked = out.logits[r, c - start].float()          # (N, V): one distribution per response token
+    result = Forward(scatter(mask.shape, *where, -F.cross_entropy(picked, response_ids[mask], reduction="none")))
     if entropies:
-        result.entropies = scatter(mask.shape, *where, token_entropy(out.logits[r, c - start].float()))
+        result.entropies = scatter(mask.shape, *where, token_entropy(picked))
     if values:
         result.values = scatter(mask.shape, *where, out["values"][r, c])
     return result

@@ -46,6 +46,7 @@ WORDS = ("a", "red", "circle", "and", "a", "blue", "star", "and", "a", "green", 
          "triangle", ".")
 PROMPT = "describe the image . what shapes are there and what colour is each of them ?"
 PATCH = 16
+RL_SECTION = "\n## RL updates"      # benchmarks/rl_speed.py's part of the doc, from there to the end: kept
 
 
 # ---- setup (parent process) -----------------------------------------------------------------------------------
@@ -191,9 +192,10 @@ def worker(job: dict) -> None:
                                   "threads": torch.get_num_threads()}))
 
 
-def spawn(job: dict) -> dict:
+def spawn(job: dict, script: str = __file__) -> dict:
+    """``script --worker job`` in a fresh process -> its ``RESULT`` line."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(job)], capture_output=True, text=True,
                           env=env, cwd=ROOT, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -261,6 +263,7 @@ def write_doc(doc: Path, points: list[dict], methods: list[str], args, info: dic
     cached = [f"{p['image_tokens']}/{p['R']}: {p['results']['packed_cached']['ref_cache_s']:.1f} s"
               for p in points if "packed_cached" in methods]
     threads = points[0]["results"][methods[0]]["threads"]
+    _, mark, rl = doc.read_text().partition(RL_SECTION) if doc.exists() else ("", "", "")
     doc.write_text(f"""# Preference training speed: prefix-shared packing against TRL
 
 Written by `python benchmarks/preference_speed.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}.
@@ -281,7 +284,7 @@ Written by `python benchmarks/preference_speed.py {' '.join(sys.argv[1:])}` on {
   peak minus the resident size before the first step. Compare the concatenated and packed columns with each other.
 * **packed_cached**: reference log-probs from the disk cache; computing it once took {', '.join(cached) or 'n/a'}
   (image tokens/R), reused by later epochs and runs.
-""")
+{mark + rl}""")
 
 
 def main() -> None:

@@ -7,6 +7,10 @@
 | ``chosen_corrupt`` | I' | y_w (``corrupt_eot=False``: without its end-of-turn token) | mDPO / Image-DPO's image term; POVID's y_noise (argmax under I') |
 | ``kl`` | I | y_w of the next record | KTO's mismatched reference point |
 
+Audio clips A follow the images: every view carries the record's clips, and ``chosen_corrupt`` its corrupted clips
+A' (silence or a wrong clip) where it has them, so the mDPO-style conditional term contrasts the audio as it does
+the image; a record may corrupt either modality or both.
+
 All views go through ``build_inputs`` in one call, so the model runs once over ``n_views * B`` rows (the
 concatenated forward). A packed prefix-shared path can produce the same ``PreferenceBatch`` fields.
 """
@@ -41,18 +45,26 @@ def view_examples(records: list, view: str, kl_partners: list | None = None) -> 
     the next record in the batch, as TRL does; the trainer passes fixed dataset-level partners so that cached
     reference values stay valid whatever the batch)."""
     if view == "chosen":
-        return [dict(images=r.images, prompt=r.prompt, response=r.chosen) for r in records]
+        return [_example(r, r.chosen) for r in records]
     if view == "rejected":
-        return [dict(images=r.images, prompt=r.prompt, response=r.rejected) for r in records]
+        return [_example(r, r.rejected) for r in records]
     if view == "chosen_corrupt":
-        missing = [r.id for r in records if not r.corrupt_images]
+        missing = [r.id for r in records if not (r.corrupt_images or r.corrupt_audios)]
         if missing:
-            raise MMAlignError(f"records {missing[:5]} have no corrupt_images, which this loss needs")
-        return [dict(images=r.corrupt_images, prompt=r.prompt, response=r.chosen) for r in records]
+            raise MMAlignError(f"records {missing[:5]} have no corrupt_images or corrupt_audios, which this loss needs")
+        return [_example(r, r.chosen, corrupt=True) for r in records]
     if view == "kl":
         partners = kl_partners or records[1:] + records[:1]
-        return [dict(images=r.images, prompt=r.prompt, response=p.chosen) for r, p in zip(records, partners)]
+        return [_example(r, p.chosen) for r, p in zip(records, partners)]
     raise ValueError(f"unknown view {view}")
+
+
+def _example(r, response: str, corrupt: bool = False) -> dict:
+    """One ``build_inputs`` example of record ``r``; ``corrupt``: its I' and A' where it has them."""
+    images = r.corrupt_images or r.images if corrupt else r.images
+    audios = r.corrupt_audios or r.audios if corrupt else r.audios
+    ex = dict(images=images, prompt=r.prompt, response=response)
+    return ex | {"audios": audios, "sampling_rate": r.sampling_rate} if audios else ex
 
 
 def response_token_weights(tokenizer, text: str, spans: list | None, gamma: float, n_labels: int) -> list[float]:

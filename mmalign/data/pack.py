@@ -132,7 +132,11 @@ def _layout(records: list, views: tuple[str, ...], kl_partners: list | None) -> 
 def collate_packed(processor, records: list, views: tuple[str, ...] = ("chosen", "rejected"), *,
                    token_weight_gamma: float | None = None, max_length: int | None = None,
                    kl_partners: list | None = None, corrupt_eot: bool = True) -> PackedBatch:
-    """``collate_preference``'s arguments and meaning, packed: one row per (record, prefix group)."""
+    """``collate_preference``'s arguments and meaning, packed: one row per (record, prefix group). Images only:
+    audio records are refused (Qwen2-Audio's forward takes no ``logits_to_keep``, which ``packed_output`` needs)."""
+    if audio := [r.id for r in records if r.audios]:
+        raise MMAlignError(f"records {audio[:5]} have audio clips: the packed path handles images only; "
+                           "set data.packed=false")
     prefixes, responses, views_at = _layout(records, views, kl_partners)
     prompts = [prompt_text(processor, ex) for ex in prefixes]
     enc, plen = _encode(processor, prefixes, prompts)

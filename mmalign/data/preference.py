@@ -5,7 +5,8 @@ when its ``chosen`` is a message list):
 
 * **mmalign's own**: one object per record with the fields of ``PreferenceRecord``. ``images`` and
   ``corrupt_images`` hold paths relative to the file's folder, absolute paths, or ``data:image/...;base64,``
-  strings. Unknown fields are errors. ``write_preference_file`` writes this layout.
+  strings; ``audios`` and ``corrupt_audios`` hold WAV files referenced the same way (``formats/audio.py``), their
+  ``sampling_rate`` read from the files. Unknown fields are errors. ``write_preference_file`` writes this layout.
 * **TRL's conversational vision format**: ``prompt`` a message list with ``{"type": "image"}`` blocks, ``chosen``
   and ``rejected`` assistant message lists (their text is kept), images in an ``images`` (or ``image``) column;
   columns named like record fields are kept as such, other columns go to ``meta``.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import datasets
 
+from mmalign.data.formats.audio import AudioSink, clip_problems, load_audios
 from mmalign.data.formats.images import ImageSink, load_images, open_image
 from mmalign.data.formats.messages import prompt_texts, text_problems
 from mmalign.data.formats.rows import read_rows
@@ -49,6 +51,9 @@ class PreferenceRecord:
     ref_logps: dict | None = None             # precomputed {"chosen": float, "rejected": float}
     task: str = ""
     meta: dict = field(default_factory=dict)
+    audios: list = field(default_factory=list)   # A: mono float32 clips, zero or more (audio-language models)
+    corrupt_audios: list | None = None           # A': silence or a wrong clip, one per clip (audio contrast)
+    sampling_rate: int | None = None             # of every clip in audios and corrupt_audios
 
 
 def spans_to_token_weights(offsets, spans: list | None, gamma: float) -> list[float]:
@@ -154,12 +159,30 @@ def _parse(f: dict, root: Path, default_id: str, where: str) -> tuple[Preference
         if isinstance(f.get(k), list):
             images[k], found = load_images(f[k], root, k, where)
             problems += found
+    audio, rate, found = _audios(f, root, where)
+    problems += found
     if problems:
         return None, problems
     rec = PreferenceRecord(**{**f, "id": f.get("id", default_id), "images": images.get("images", []),
-                              "corrupt_images": images.get("corrupt_images"),
+                              "corrupt_images": images.get("corrupt_images"), **audio, "sampling_rate": rate,
                               "chosen": _text(f["chosen"]), "rejected": _text(f["rejected"])})
     return rec, _record_problems(rec)
+
+
+def _audios(f: dict, root: Path, where: str) -> tuple[dict, int | None, list[str]]:
+    """The record's clips (WAV files read) and its sampling rate: the files' own, which must agree with each other
+    and with a ``sampling_rate`` given in the row."""
+    clips, rates, problems = {}, [], []
+    for k in ("audios", "corrupt_audios"):
+        if isinstance(f.get(k), list):
+            clips[k], found_rates, found = load_audios(f[k], root, k, where)
+            rates += found_rates
+            problems += found
+    given = f.get("sampling_rate")
+    if len(set(rates) | ({given} if given is not None else set())) > 1:
+        problems.append(f"field 'sampling_rate': the clips' rates disagree ({sorted(set(rates))}"
+                        + (f", given {given})" if given is not None else ")"))
+    return clips, given if given is not None else (rates[0] if rates else None), problems
 
 
 def _from_trl(raw: dict) -> dict:
@@ -212,6 +235,9 @@ CHECKS = {  # field -> (test, what it should be); None means required
                   'an object {"chosen": number, "rejected": number}'),
     "task": (lambda v: isinstance(v, str), "a string"),
     "meta": (lambda v: isinstance(v, dict), "an object"),
+    "audios": (lambda v: isinstance(v, list), "a list of audio clips"),
+    "corrupt_audios": (lambda v: isinstance(v, list), "a list of audio clips"),
+    "sampling_rate": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer (Hz)"),
 }
 FIELDS = tuple(CHECKS)
 REQUIRED = ("prompt", "chosen", "rejected")
@@ -234,8 +260,9 @@ def _record_problems(rec: PreferenceRecord) -> list[str]:
         out.append(f"field 'corrupt_images': {len(rec.corrupt_images)} image(s) for {len(rec.images)} in 'images'")
     if rec.prompt == []:
         out.append("field 'prompt': an empty list of messages")
-    if not isinstance(rec.prompt, str) and (n := _image_blocks(rec.prompt)) != len(rec.images):
+    if not isinstance(rec.prompt, str) and (n := _blocks(rec.prompt, "image")) != len(rec.images):
         out.append(f"field 'prompt': {n} image block(s) for {len(rec.images)} image(s) in 'images'")
+    out += _audio_problems(rec)
     if rec.chosen == rec.rejected:
         out.append("field 'rejected': identical to 'chosen'")
     for name in ("chosen", "rejected"):
@@ -245,8 +272,19 @@ def _record_problems(rec: PreferenceRecord) -> list[str]:
     return out + [p for text in prompt_texts(rec.prompt) for p in text_problems("prompt", text)]
 
 
-def _image_blocks(messages: list[dict]) -> int:
-    return sum(b.get("type") == "image" for m in messages if isinstance(m["content"], list) for b in m["content"])
+def _audio_problems(rec: PreferenceRecord) -> list[str]:
+    out = clip_problems("audios", rec.audios) + clip_problems("corrupt_audios", rec.corrupt_audios or [])
+    if (rec.audios or rec.corrupt_audios) and rec.sampling_rate is None:
+        out.append("field 'sampling_rate': missing (the record has audio clips)")
+    if rec.corrupt_audios is not None and len(rec.corrupt_audios) != len(rec.audios):
+        out.append(f"field 'corrupt_audios': {len(rec.corrupt_audios)} clip(s) for {len(rec.audios)} in 'audios'")
+    if not isinstance(rec.prompt, str) and (n := _blocks(rec.prompt, "audio")) != len(rec.audios):
+        out.append(f"field 'prompt': {n} audio block(s) for {len(rec.audios)} clip(s) in 'audios'")
+    return out
+
+
+def _blocks(messages: list[dict], kind: str) -> int:
+    return sum(b.get("type") == kind for m in messages if isinstance(m["content"], list) for b in m["content"])
 
 
 def _text(v: str | list[dict]) -> str:
@@ -261,16 +299,22 @@ def _text(v: str | list[dict]) -> str:
 
 def write_preference_file(records: list[PreferenceRecord], path: str | Path) -> Path:
     """JSONL in mmalign's layout, images as PNG files in ``images/`` beside it (named after the file and the
-    record's position, so several files can share the folder; a URL stays a URL). Reading it back gives equal
+    record's position, so several files can share the folder; a URL stays a URL), clips as float WAV files in
+    ``audio/``. Reading it back gives equal
     records."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sink = ImageSink(path)
+    sink, sounds = ImageSink(path), AudioSink(path)
     with path.open("w") as out:
         for n, rec in enumerate(records):
             row = {f.name: getattr(rec, f.name) for f in fields(rec) if getattr(rec, f.name) is not None}
             row["images"] = sink.refs(rec.images, f"{n:06d}")
             if rec.corrupt_images is not None:
                 row["corrupt_images"] = sink.refs(rec.corrupt_images, f"{n:06d}-corrupt")
+            for name, tag in (("audios", f"{n:06d}"), ("corrupt_audios", f"{n:06d}-corrupt")):
+                if getattr(rec, name):
+                    row[name] = sounds.refs(getattr(rec, name), rec.sampling_rate, tag)
+                else:
+                    row.pop(name, None)    # no clips: the row stays as it was before audio
             out.write(json.dumps(row) + "\n")
     return path

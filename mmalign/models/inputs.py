@@ -1,9 +1,11 @@
 """Examples -> model inputs: the one place that applies the chat template, expands image tokens and builds labels.
 
-An example is ``{"images": [PIL.Image, ...], "prompt": str | list[message], "response": str | None}``. A str prompt
-is one user turn with the images first; a message list (TRL conversational format, ``{"type": "image"}`` blocks) is
-used as is. Training inputs are ``prompt + response + end-of-turn`` padded on the right, with labels on the response
-and the end-of-turn token only; generation inputs are the prompt alone, padded on the left.
+An example is ``{"images": [PIL.Image, ...], "prompt": str | list[message], "response": str | None}``, and for
+audio-language models also ``"audios": [1-D float array, ...]`` and their ``"sampling_rate"``. A str prompt is one
+user turn with the clips first, then the images; a message list (TRL conversational format, ``{"type": "image"}`` and
+``{"type": "audio"}`` blocks) is used as is. Training inputs are ``prompt + response + end-of-turn`` padded on the
+right, with labels on the response and the end-of-turn token only; generation inputs are the prompt alone, padded on
+the left.
 """
 from __future__ import annotations
 
@@ -20,9 +22,42 @@ TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 def prompt_messages(example: dict) -> list[dict]:
     prompt = example["prompt"]
     if isinstance(prompt, str):
-        content = [{"type": "image"}] * len(example["images"]) + [{"type": "text", "text": prompt}]
+        content = ([{"type": "audio"}] * len(example.get("audios") or ()) + [{"type": "image"}] * len(example["images"])
+                   + [{"type": "text", "text": prompt}])
         return [{"role": "user", "content": content}]
     return prompt
+
+
+def media(processor: ProcessorMixin, examples: list[dict]) -> dict:
+    """The processor's media arguments for a batch: ``images`` (one list per example) when any example has one, and
+    ``audio`` (every clip, in order) with its ``sampling_rate`` when any has a clip. A modality the processor has no
+    part for, a rate other than its feature extractor's, or a clip longer than its window (which it would cut
+    silently) raises ``MMAlignError`` naming the example."""
+    out = {}
+    images = [list(ex["images"]) for ex in examples]
+    if any(images):
+        if getattr(processor, "image_processor", None) is None:
+            i = next(i for i, im in enumerate(images) if im)
+            raise MMAlignError(f"example {i} has images, but {type(processor).__name__} takes no images")
+        out["images"] = images
+    if not any(ex.get("audios") for ex in examples):
+        return out
+    extractor = getattr(processor, "feature_extractor", None)
+    for i, ex in enumerate(examples):
+        if not ex.get("audios"):
+            continue
+        if extractor is None:
+            raise MMAlignError(f"example {i} has audio clips, but {type(processor).__name__} takes no audio")
+        if ex.get("sampling_rate") != extractor.sampling_rate:
+            raise MMAlignError(f"example {i}: clips at {ex.get('sampling_rate')} Hz, but the feature extractor "
+                               f"takes {extractor.sampling_rate} Hz (resample the clips)")
+        for k, clip in enumerate(ex["audios"]):
+            if len(clip) > extractor.n_samples:
+                raise MMAlignError(f"example {i}: clip {k} has {len(clip)} samples, more than the feature "
+                                   f"extractor's window of {extractor.n_samples} ({extractor.chunk_length} s)")
+    out["audio"] = [clip for ex in examples for clip in ex.get("audios") or ()]
+    out["sampling_rate"] = extractor.sampling_rate
+    return out
 
 
 def prompt_text(processor: ProcessorMixin, example: dict) -> str:
@@ -36,11 +71,10 @@ def build_inputs(processor: ProcessorMixin, examples: list[dict], *, max_length:
     Truncation (``max_length``) drops tokens from the end of the response only; an example whose prompt (with its
     image tokens) leaves no room for a response raises ``MMAlignError``.
     """
-    images = [list(ex["images"]) for ex in examples]
-    images = images if any(images) else None
+    kw = media(processor, examples)
     prompts = [prompt_text(processor, ex) for ex in examples]
     if for_generation:
-        batch = processor(images=images, text=prompts, padding=True, padding_side="left", return_tensors="pt")
+        batch = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kw)
         if max_length is not None:
             lengths = batch["attention_mask"].sum(1).tolist()
             _check_fits(lengths, lengths, max_length, room=0)
@@ -48,9 +82,9 @@ def build_inputs(processor: ProcessorMixin, examples: list[dict], *, max_length:
 
     eot = processor.tokenizer.eos_token
     texts = [p + ex["response"] + eot for p, ex in zip(prompts, examples)]
-    batch = processor(images=images, text=texts, padding=True, padding_side="right", return_tensors="pt")
-    # The boundary is where the prompt, processed alone with the same images, ends: no string search.
-    prompt_ids = processor(images=images, text=prompts)["input_ids"]
+    batch = processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kw)
+    # The boundary is where the prompt, processed alone with the same images and clips, ends: no string search.
+    prompt_ids = processor(text=prompts, **kw)["input_ids"]
     return _with_labels(batch, prompt_ids, processor.tokenizer.pad_token_id, max_length)
 
 

@@ -1,7 +1,9 @@
-"""Load any image-text-to-text model and its processor from a folder or hub id; dtype, freezing, LoRA.
+"""Load any image-text-to-text model (or audio-text-to-text: Qwen2-Audio) and its processor from a folder or hub id;
+dtype, freezing, LoRA.
 
 The vision tower and the projector are found through one table of each family's attribute names (``PARTS``), which
-also keeps default LoRA targets inside the language model.
+also keeps default LoRA targets inside the language model. For an audio model the "vision tower" is its audio
+encoder: ``freeze_vision`` freezes the encoder of whatever the non-text modality is.
 """
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedModel,
+    Qwen2AudioForConditionalGeneration,
+)
 
 from mmalign.errors import MMAlignError
 from mmalign.models.processors import Qwen2_5_VLImageOnlyProcessor, Qwen2VLImageOnlyProcessor
@@ -27,7 +35,10 @@ PARTS = {
     "qwen2_5_vl": ("model.visual", "model.visual.merger"),
     "idefics3": ("model.vision_model", "model.connector"),
     "smolvlm": ("model.vision_model", "model.connector"),
+    "qwen2_audio": ("model.audio_tower", "model.multi_modal_projector"),
 }
+# Families outside AutoModelForImageTextToText's table.
+MODEL_CLASSES = {"qwen2_audio": Qwen2AudioForConditionalGeneration}
 # Families whose shipped processor needs torchvision (for video); load the image-only subclass instead.
 IMAGE_ONLY_PROCESSORS = {"qwen2_vl": Qwen2VLImageOnlyProcessor, "qwen2_5_vl": Qwen2_5_VLImageOnlyProcessor}
 
@@ -67,7 +78,7 @@ def load_model(cfg: ModelConfig):
     model_type = _model_type(cfg.path, cfg.trust_remote_code)
     dtype = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(
+        model = MODEL_CLASSES.get(model_type, AutoModelForImageTextToText).from_pretrained(
             cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation,
             use_safetensors=None if cfg.allow_pickle else True, trust_remote_code=cfg.trust_remote_code)
     except OSError as e:

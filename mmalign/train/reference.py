@@ -70,6 +70,8 @@ def data_fingerprint(records: list, views: tuple[str, ...], settings: dict) -> s
         for img in list(r.images) + list(r.corrupt_images or []):
             pixels = np.asarray(img.convert("RGB"))
             h.update(str(pixels.shape).encode() + pixels.tobytes())  # the shape too: same bytes, other image
+        for clip in list(r.audios) + list(r.corrupt_audios or []):   # silence and a tone differ only here
+            h.update(f"{r.sampling_rate}:{len(clip)}".encode() + np.asarray(clip, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 

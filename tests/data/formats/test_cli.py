@@ -44,7 +44,8 @@ def test_validate_lists_every_defect_of_a_broken_file_and_fails(tmp_path, capsys
         f"{bad}:4: field 'rejected': identical to 'chosen'",
         f"{bad}:5: field 'chosen_spans': span [0, 40] out of range for a text of 4 characters",
         (f"{bad}:6: field 'colour': unknown (known: id, prompt, images, chosen, rejected, corrupt_images, "
-         "chosen_spans, rejected_spans, reward_margin, scores, ref_logps, task, meta)"),
+         "chosen_spans, rejected_spans, reward_margin, scores, ref_logps, task, meta, "
+         "audios, corrupt_audios, sampling_rate)"),
         f"{bad}:7: invalid JSON (Expecting property name enclosed in double quotes)",
     ]
     assert lines[-1] == f"{bad} (mmalign): 3 record(s) read, 6 problem(s)"

@@ -151,6 +151,7 @@ SCORERS = {
     "caption": _score_caption, "exist": _score_short, "count": _score_short, "colour": _score_short,
     "spatial": _score_short, "arithmetic": _score_short, "multi_image": _score_short, "video": _score_short,
     "ground": _score_ground, "safety": _score_safety,
+    "beeps": _score_short, "tone": _score_short,      # the audio channel (world/audio.py)
 }
 
 

@@ -58,10 +58,10 @@ from mmalign.errors import MMAlignError
 from mmalign.models.generate import row_seed
 from mmalign.models.load import load_model
 from mmalign.rl.advantages import ADVANTAGES
-from mmalign.rl.config import RLConfig, loop_config, loss_agg, rows, updates_per_rollout
+from mmalign.rl.config import REWARD_MODEL, RLConfig, loop_config, loss_agg, rows, updates_per_rollout
 from mmalign.rl.kl import KL_ESTIMATORS
 from mmalign.rl.policy_losses import POLICY_LOSSES, value_loss
-from mmalign.rl.rewards import REWARDS, batched, score_batch
+from mmalign.rl.rewards import REWARDS, batched, reward_model_reward, score_batch
 from mmalign.rl.rollout import (
     HFEngine,
     Rollout,
@@ -110,7 +110,14 @@ def micro_units(agg: str, mask: torch.Tensor) -> float:
 
 
 def reward_functions(cfg: RLConfig) -> dict:
-    return {name: batched(REWARDS[name], **cfg.reward_settings.get(name, {})) for name in cfg.rewards}
+    """The config's batch rewards by name; ``reward_model`` is the reward-model folder's scorer (loaded once)."""
+    out = {name: batched(REWARDS[name], **cfg.reward_settings.get(name, {})) for name in cfg.rewards
+           if name != REWARD_MODEL}
+    if REWARD_MODEL in cfg.rewards:
+        from mmalign.reward.score import load_reward_model
+        scorer = load_reward_model(cfg.reward_model, batch_size=cfg.rollout.batch_size)
+        out[REWARD_MODEL] = reward_model_reward(scorer.completions)
+    return out
 
 
 def group_first(keep: torch.Tensor, group_size: int, wanted: int) -> tuple[list[int], int]:
@@ -312,7 +319,7 @@ def run_rl(cfg: RLConfig) -> dict:
     model = ActorCritic(policy) if ADVANTAGES[cfg.algorithm.advantage].needs_values else policy
     reference = make_reference(cfg, policy, processor)
     experiences = Experiences(cfg, model, processor, reference, state.process_index, state.num_processes)
-    examples, rewards = eval_examples(cfg), reward_functions(cfg)
+    examples, rewards = eval_examples(cfg), experiences.rewards
 
     def evaluate(m) -> dict:
         net = m.policy if isinstance(m, ActorCritic) else m

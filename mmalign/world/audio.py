@@ -3,7 +3,9 @@ pairs.
 
 A scene sounds as **one beep per object**, left to right, each at the pitch of the object's colour (``PITCH``,
 spaced evenly on the mel scale so that neighbouring colours fall about two of the tiny extractor's 16 mel bins
-apart); a faint object beeps quietly, the audio twin of its low contrast. Onsets, loudness and a little noise are
+apart); a faint object beeps quietly, the audio twin of its low contrast. Every clip of a task has the same length:
+a first version let the clip's length (hence its number of audio tokens) grow with the beep count, and a model
+answered "how many beeps" right with the clip silenced. Onsets, loudness and a little noise are
 drawn from the scene's own random stream, so a clip is a pure function of (world seed, split, index). Tasks:
 
 | task | prompt | answer |
@@ -30,6 +32,7 @@ from mmalign.world.scoring import exact_match
 RATE = 16000
 WORDS = ("hear", "beep", "beeps", "tone", "you", "silence")   # what the audio prompts add to the lab's vocabulary
 BEEP_S, GAP_S, TONE_S = 0.08, 0.1, 0.5
+BEEPS_CLIP_S = 0.9   # every beeps clip: its length (so its audio token count) must not tell the count
 
 
 def _mel_to_hz(mel: float) -> float:
@@ -51,7 +54,7 @@ def _amplitude(rng: np.random.Generator, faint: bool) -> float:
 
 def beeps_clip(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """One beep per object, left to right, at its colour's pitch (faint objects quiet)."""
-    clip = np.zeros(int(RATE * (0.1 + len(scene.objects) * (BEEP_S + GAP_S))))
+    clip = np.zeros(int(RATE * BEEPS_CLIP_S))
     at = float(rng.uniform(0.0, 0.1))
     for o in sorted(scene.objects, key=lambda o: o.center[0]):
         w = _wave(PITCH[o.colour], BEEP_S, _amplitude(rng, o.faint))

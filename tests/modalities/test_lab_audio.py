@@ -51,6 +51,12 @@ def test_a_beeps_clip_has_one_beep_per_object_at_its_colours_pitch_left_to_right
     assert len(clip) <= RATE and clip.dtype == np.float32
 
 
+def test_clip_lengths_do_not_tell_the_answer():
+    """Silence of the same length must carry nothing: the audio token count follows the clip's length."""
+    for task in ("beeps", "tone"):
+        assert len({len(e["audios"][0]) for e in audio_examples(WORLD, "val", 24, tasks=(task,))}) == 1
+
+
 def test_a_tone_is_the_answers_pitch_and_everything_is_deterministic():
     for index in range(8):
         ex = make_audio_example(WORLD, "tone", "val", index)

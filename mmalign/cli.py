@@ -57,7 +57,7 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmalign", description="Align multimodal LLMs with human preference.")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, _, help_) in commands.items():
-        c = sub.add_parser(name, help=help_)
+        c = sub.add_parser(name, help=help_, aliases=[a for a, n in ALIASES.items() if n == name])
         if name == "world":
             c.add_argument("action", choices=["build"])
         if name in ("eval", "bench"):
@@ -86,7 +86,8 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 OUT_KEYS = {"quickstart": "out", "world": "out", "vision": "train.output_dir", "sft": "train.output_dir",
             "base": "out", "eval": "out", "bench": "out", "lmms-tasks": "out",
-            "train": "train.output_dir", "iterate": "out"}
+            "train": "train.output_dir", "iterate": "out", "reward": "train.output_dir", "rl": "train.output_dir"}
+ALIASES = {"rm": "reward"}   # other names of a command
 SHORTHANDS = {"benchmark": "NAME", "data": "PATH", "images": "DIR"}   # mmalign bench's, besides --model
 
 
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = list(args.overrides) + extra
+    args.command = ALIASES.get(args.command, args.command)
+    if getattr(args, "out", None) and args.command not in OUT_KEYS:
+        parser.error(f"mmalign {args.command} writes no output folder: --out does not apply")
     try:
         if args.command == "config":
             file, overrides = args.file, list(args.overrides)

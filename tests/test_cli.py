@@ -81,3 +81,22 @@ def test_compare_and_eval_shorthands(tmp_path):
 def test_serve_refuses_a_remote_bind_unless_asked(tmp_path):
     r = mmalign("serve", "--model", str(tmp_path), "--host", "0.0.0.0")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "allow_remote" in r.stderr
+
+
+def test_out_names_each_commands_output_setting():
+    from mmalign.cli import OUT_KEYS, _commands
+    from mmalign.config import load_config
+    commands = _commands()
+    assert set(commands) - set(OUT_KEYS) == {"judge"}
+    for name, key in OUT_KEYS.items():
+        cfg = load_config(commands[name][0], None, [f"{key}=somewhere"])
+        for part in key.split("."):
+            cfg = getattr(cfg, part)
+        assert cfg == "somewhere", name
+
+
+def test_rm_is_the_reward_command():
+    one_line_error(mmalign("rm", "world.sed=3"), "unknown key 'world.sed'", "did you mean 'world.seed'?")
+    r = mmalign("config", "show", "reward", "train.max_steps=9")
+    assert r.returncode == 0 and "max_steps: 9" in r.stdout
+    assert mmalign("judge", "--out", "x").returncode == 2

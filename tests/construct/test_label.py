@@ -224,7 +224,7 @@ def test_judge_sends_openai_messages_and_marks_unparsed_replies():
 # ---- the registry ------------------------------------------------------------------------------------------
 
 def test_make_scorer_checks_names_and_settings():
-    assert set(SCORERS) == {"oracle", "clip", "reward_model", "self_judge", "claims", "judge"}
+    assert set(SCORERS) == {"oracle", "clip", "reward_model", "self_judge", "claims", "judge", "lab_judge"}
     with pytest.raises(ConfigError, match="unknown scorer 'orcale'"):
         make_scorer("orcale")
     with pytest.raises(ConfigError, match="no setting 'labeler'"):

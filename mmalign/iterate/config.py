@@ -30,11 +30,14 @@ class IterateConfig:
     tasks: dict[str, float] = field(default_factory=lambda: {"caption": 0.5, "exist": 0.5})  # prompt mix
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    mode: Literal["best_worst", "all"] = "best_worst"     # label_pairs: which pairs a prompt's samples give
+    mode: Literal["best_worst", "all"] = "all"    # label_pairs: every pair of differing scores, or best vs worst
     min_margin: float = 1e-6
     length_balance: bool = True    # sampled pairs whose rejected is systematically longer teach brevity (LAB.md)
-    reference: Literal["fixed", "refreshed"] = "fixed"    # pi_ref: round 1's policy, or each round's start
+    reference: Literal["fixed", "refreshed"] = "refreshed"   # pi_ref: each round's start, or round 1's policy
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)   # each round's training
+    # > 0: each round trains ceil(epochs x its pairs / batch) steps instead of preference.train.max_steps (later
+    # rounds find fewer pairs: the policy's samples agree more often)
+    epochs: float = 0.0
     eval: IterateEvalConfig = field(default_factory=IterateEvalConfig)
     overopt: OverOptConfig = field(default_factory=OverOptConfig)
     seed: int = 0                  # moves the samples' draws and the training order of every round
@@ -46,6 +49,8 @@ class IterateConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ConfigError(f"tasks: unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs: {self.epochs} is negative")
         if self.sampling.n < 2:
             raise ConfigError(f"sampling.n: {self.sampling.n} samples per prompt cannot make a pair")
         if self.preference.data.source != "lab":

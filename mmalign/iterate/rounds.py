@@ -2,11 +2,14 @@
 the previous round trained (Llama 3's rounds of DPO on freshly sampled data; RLAIF-V's iterative feedback).
 
 Round ``k`` (1..``rounds``) samples ``sampling.n`` answers to ``prompts`` fresh prompts (train scenes
-``(k-1)·prompts`` on, tasks by ``tasks``) from round ``k-1``'s model, scores them with the scorer (the lab oracle
-by default; a reward model or a judge), pairs best against worst (``label_pairs``), de-duplicates and
-length-balances the pairs, trains on them with the ``preference`` settings from round ``k-1``'s model, and
-evaluates the result. ``reference: fixed`` keeps pi_ref at round 1's policy in every round; ``refreshed`` makes
-each round's starting policy its reference. Each round trains with ``preference.train.seed + 100·seed + k``.
+``(k-1)·prompts`` on, tasks by ``tasks``, existence questions with POPE's three kinds of negative in turn) from
+round ``k-1``'s model, scores them with the scorer (the lab oracle by default; a reward model or a judge), pairs
+them (``label_pairs``: every two answers whose scores differ, or the best against the worst), de-duplicates and
+length-balances the pairs, trains on them with the ``preference`` settings from round ``k-1``'s model (for
+``epochs`` passes over its pairs when set, else ``preference.train.max_steps``), and evaluates the result.
+``reference: refreshed`` makes each round's starting policy its pi_ref (Iterative RPO, Self-Rewarding LMs);
+``fixed`` keeps round 1's policy as pi_ref in every round. Each round trains with ``preference.train.seed +
+100·seed + k``.
 
 Layout of ``out``::
 
@@ -48,7 +51,7 @@ from mmalign.iterate.store import read_json, run_stage, write_json, write_text
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.train.online import online_samples
 from mmalign.train.preference import run_preference
-from mmalign.world.tasks import mixed_example
+from mmalign.world.tasks import prompt_example
 
 STAGES = ("samples", "pairs", "filtered", "train", "eval")
 EVAL_TASKS = ["caption", "exist"]
@@ -75,7 +78,7 @@ class Run:
 
     def prompts(self, k: int) -> list[dict]:
         first = (k - 1) * self.cfg.prompts
-        return [mixed_example(self.cfg.world, "train", self.cfg.tasks, first + i) for i in range(self.cfg.prompts)]
+        return [prompt_example(self.cfg.world, "train", self.cfg.tasks, first + i) for i in range(self.cfg.prompts)]
 
 
 # ---- the stages: fn(run, k, tmp) writes the stage's files into tmp -------------------------------------------------
@@ -136,6 +139,8 @@ def round_preference(run: Run, k: int, out: Path):
     p.data.source = str(pairs / "pairs.jsonl")
     p.data.val_size = max(1, min(p.data.val_size, n // 8))     # held-out pairs of this round's data
     p.train.output_dir, p.train.resume = str(out), "latest"
+    if cfg.epochs:
+        p.train.max_steps = math.ceil(cfg.epochs * (n - p.data.val_size) / (p.train.batch_size * p.train.grad_accum))
     p.train.seed += 100 * cfg.seed + k
     p.eval_scenes = 0
     return p
@@ -152,7 +157,7 @@ def proxy_and_gold(run: Run, model_dir: str) -> dict:
     """The scorer's and the oracle's mean score of the model's greedy answers to held-out val prompts, overall
     and per task (the scorer's NaNs, e.g. judge replies that did not parse, left out of its mean)."""
     model, processor = load_model(ModelConfig(path=model_dir))
-    examples = [mixed_example(run.cfg.world, "val", run.cfg.tasks, i) for i in range(run.cfg.eval.proxy_prompts)]
+    examples = [prompt_example(run.cfg.world, "val", run.cfg.tasks, i) for i in range(run.cfg.eval.proxy_prompts)]
     answers = generate(model, processor, examples, desc=None)
     oracle = make_scorer("oracle")
     proxy = [Scores.of(run.scorer()(e, [a])).values[0] for e, a in zip(examples, answers)]

@@ -2,10 +2,10 @@
 
 A share ``online.fraction`` of every batch is sampled from the policy as it is when the batch is drawn (the loop
 draws micro-batch k just before step k's forward), labelled by a scorer (the lab oracle, a reward model or a
-judge: ``ScorerConfig``) and paired best against worst; the rest comes from the fixed offline set. Fraction 1 is
-online DPO (Guo et al. 2024, arXiv 2402.04792: fresh pairs from the policy, labelled by an annotator each step);
-fractions in between are MiniMax-style mixed offline + online sampling, which keeps the offline set's coverage
-while the online share follows the policy's own distribution.
+judge: ``ScorerConfig``) and paired best against worst (one pair per prompt); the rest comes from the fixed
+offline set. Fraction 1 is online DPO (Guo et al. 2024, arXiv 2402.04792: fresh pairs from the policy, labelled
+by an annotator each step); fractions in between are MiniMax-style mixed offline + online sampling, which keeps
+the offline set's coverage while the online share follows the policy's own distribution.
 
 Micro-batch ``k`` (counted over all processes) holds ``floor((k+1)·B·f) - floor(k·B·f)`` online pairs, so over
 any run the online share is exactly ``f`` to within one pair; the offline pairs are read on from where the last
@@ -34,7 +34,7 @@ from mmalign.construct.scorers.choice import ScorerConfig, build_scorer
 from mmalign.data.preference import PreferenceRecord
 from mmalign.errors import ConfigError, MMAlignError
 from mmalign.world.scenes import WorldConfig
-from mmalign.world.tasks import mixed_example
+from mmalign.world.tasks import prompt_example
 
 
 @dataclass
@@ -70,7 +70,7 @@ class OnlinePairs:
 
     def prompts(self, k: int, attempt: int, n: int) -> list[dict]:
         block = (k * self.cfg.attempts + attempt) * n
-        return [mixed_example(self.world, "train", self.cfg.tasks, block + i) for i in range(n)]
+        return [prompt_example(self.world, "train", self.cfg.tasks, block + i) for i in range(n)]
 
     def pairs(self, k: int, n: int) -> list[PreferenceRecord]:
         out, tried, samples = [], 0, 0

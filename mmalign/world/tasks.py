@@ -245,3 +245,12 @@ def mixed_example(cfg: WorldConfig, split: str, mix: dict[str, float], index: in
     w = np.asarray([mix[t] for t in names], dtype=float)
     rng = np.random.default_rng([cfg.seed, SPLITS[split], index, 7])
     return make_example(cfg, names[int(rng.choice(len(names), p=w / w.sum()))], split, index)
+
+
+def prompt_example(cfg: WorldConfig, split: str, mix: dict[str, float], index: int) -> dict:
+    """``mixed_example``, with existence questions asked with POPE's three negative strategies in turn (random,
+    popular, adversarial by ``index``), as evaluation asks them: the prompts whose sampled answers get labelled."""
+    ex = mixed_example(cfg, split, mix, index)
+    if ex["task"] != "exist":
+        return ex
+    return make_example(cfg, "exist", split, index, pope_split=EXIST_SPLITS[index % len(EXIST_SPLITS)])

@@ -19,7 +19,7 @@ from mmalign.models.load import ModelConfig, load_model
 from mmalign.train.online import OnlineConfig, OnlinePairs, online_samples, online_share
 from mmalign.train.preference import SHIPPED_BASE, PreferenceConfig, run_preference
 from mmalign.world.scenes import WorldConfig
-from mmalign.world.tasks import make_example
+from mmalign.world.tasks import make_example, prompt_example
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -66,7 +66,7 @@ def test_online_pairs_are_labelled_by_the_scorer(base):
     oracle = make_scorer("oracle")
     for r in pairs:
         index = int(r.id.split("-")[3])           # online-<k>-train-<scene>-<task>-<w>-<l>
-        example = make_example(WorldConfig(), r.task, "train", index)
+        example = prompt_example(WorldConfig(), "train", OnlineConfig().tasks, index)
         chosen, rejected = oracle(example, [r.chosen, r.rejected]).values
         assert chosen > rejected and r.scores == {"chosen": chosen, "rejected": rejected}
 
@@ -102,3 +102,11 @@ def test_online_settings_checked():
         load_config(PreferenceConfig, None, ["online.fraction=0.5", "online.scorer.name=reward_model"])
     assert build_scorer(ScorerConfig("lab_judge"))(make_example(WorldConfig(), "exist", "val", 0), ["yes", "no"]).values \
         in ([10.0, 1.0], [1.0, 10.0])
+
+
+def test_prompts_ask_existence_with_every_pope_negative():
+    exist = [prompt_example(WorldConfig(), "train", {"caption": 0.5, "exist": 0.5}, i) for i in range(40)]
+    exist = [e for e in exist if e["task"] == "exist"]
+    assert {e["meta"]["pope_split"] for e in exist} == {"random", "popular", "adversarial"}
+    assert all(e["meta"]["pope_split"] == ("random", "popular", "adversarial")[int(e["id"].split("-")[1]) % 3]
+               for e in exist)

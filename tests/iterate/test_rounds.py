@@ -128,3 +128,10 @@ def test_a_folder_refuses_other_settings(straight):
     _check_same_run(straight, small(straight, "preference.train.save_every=2", "rounds=3", "overopt.patience=2"))
     with pytest.raises(MMAlignError, match="prompts"):
         _check_same_run(straight, small(straight, "preference.train.save_every=2", "prompts=17"))
+
+
+def test_epochs_set_each_rounds_steps(straight, tmp_path):
+    n = json.loads((straight / "round_1/filtered/report.json").read_text())["pairs"]
+    p = round_preference(Run(small(straight, "preference.train.save_every=2", "epochs=2")), 1, tmp_path)
+    assert p.data.val_size == max(1, min(2, n // 8)) and p.train.max_steps == -(-2 * (n - p.data.val_size) // 2)
+    assert round_preference(Run(small(straight, "preference.train.save_every=2")), 1, tmp_path).train.max_steps == 4

@@ -129,18 +129,19 @@ def run(demo: str, seed: int, out: Path) -> dict:
 
 
 def table(results: dict[str, list[dict]]) -> str:
-    lines = ["| demonstration | figure | base | after RL (mean ± std) | change |", "|---|---|---|---|---|"]
+    lines = ["| demonstration | seeds | figure | base | after RL (mean ± std) | change |", "|---|---|---|---|---|---|"]
     for demo, runs in results.items():
         for label, key, _ in DEMOS[demo][2]:
             base = runs[0]["before"][key]
             vals = [r["after"][key] for r in runs]
-            mean, sd = statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
-            lines.append(f"| {demo} | {label} | {base:.3f} | {mean:.3f} ± {sd:.3f} | {mean - base:+.3f} |")
+            mean = statistics.mean(vals)
+            after = f"{mean:.3f} ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else f"{mean:.3f}"
+            lines.append(f"| {demo} | {len(vals)} | {label} | {base:.3f} | {after} | {mean - base:+.3f} |")
     return "\n".join(lines)
 
 
 def plot(results: dict[str, list[dict]], path: Path) -> None:
-    panels = [(demo, f) for demo in results for f in DEMOS[demo][2]]
+    panels = [(demo, f) for demo in results for f in DEMOS[demo][2] if f[1].startswith("eval/")]  # the curves
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
@@ -148,10 +149,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         ax.axis("off")
     for ax, (demo, (label, key, _)) in zip(axes.flat, panels):
         for i, r in enumerate(results[demo]):
-            points = [(s, m[key]) for s, m in r["curve"] if key in m]
-            if len(points) < 2:
-                continue
-            steps, vals = zip(*points)
+            steps, vals = zip(*[(s, m[key]) for s, m in r["curve"] if key in m])
             ax.plot(steps, vals, marker="o", ms=3, label=f"seed {i}")
         ax.set_title(f"{demo}: {label}", fontsize=8)
         ax.set_xlabel("RL step", fontsize=8)

@@ -2,6 +2,8 @@
 
     python benchmarks/lab_iterate.py --runs lab,offline,online --seeds 0,1,2 --out runs/lab_iterate
 
+A run named ``NAME:0/1`` runs only seeds 0 and 1 (the table says how many seeds each row has).
+
 Each run is ``mmalign iterate --config configs/iterate/<run>.yaml seed=<seed>`` (resumable: a rerun skips what is
 done). A seed moves every round's samples and training order. Prints and writes (``--doc``, default
 docs/iterative.md) the held-out figures after every round as mean ± std over seeds, with the labelling budget
@@ -10,6 +12,9 @@ docs/iterative.md) the held-out figures after every round as mean ± std over se
 ``--symdpo N`` also builds N SymDPO pairs (``mmalign data build --recipe symdpo``), trains DPO on them from the
 base model and reports how often the base and the trained model answer held-out (val split) symbol prompts with
 the matching demonstration's symbol, the majority symbol or the plain answer, beside the hallucination figures.
+
+The ``reward_model`` run labels with a Bradley–Terry reward model (trained first with ``configs/reward/lab.yaml``
+into ``<out>/reward`` when missing) and gets a table of the proxy reward against the oracle round by round.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from mmalign.eval.runner import evaluate_folder
 from mmalign.iterate.config import IterateConfig
 from mmalign.iterate.rounds import run_iterate
 from mmalign.models.load import ModelConfig, load_model
+from mmalign.reward.train import RewardConfig, train_reward_model
 from mmalign.train.preference import SHIPPED_BASE, PreferenceConfig, run_preference
 from mmalign.world.scenes import WorldConfig
 
@@ -42,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"lab": "iterative DPO", "fixed": "iterative DPO, reference fixed",
         "offline": "offline DPO, one round, same budget", "online": "online DPO (half of each batch online)",
         "reward_model": "iterative DPO, reward-model labels"}
+ONE_ROUND = ("offline", "online")
 SHOWN = [f for f in FIGURES if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "CHAIR-s", "caption recall",
                                          "POPE adversarial acc", "POPE random acc")]
 PLOTTED = [f for f in SHOWN if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "caption recall",
@@ -49,11 +56,32 @@ PLOTTED = [f for f in SHOWN if f[0] in ("partner rate, noisy pairs (mean)", "CHA
 
 
 def run(name: str, seed: int, out: Path, n_scenes: int) -> dict:
+    extra = [f"scorer.reward_model={reward_model(out)}"] if name == "reward_model" else []
     cfg = load_config(IterateConfig, ROOT / "configs" / "iterate" / f"{name}.yaml",
                       [f"seed={seed}", f"out={out / f'{name}-seed{seed}'}", "preference.train.threads=1",
-                       f"eval.n_scenes={n_scenes}"])
+                       f"eval.n_scenes={n_scenes}", *extra])
     run_iterate(cfg)
     return json.loads((Path(cfg.out) / "summary.json").read_text())
+
+
+def reward_model(out: Path) -> Path:
+    """The reward model the ``reward_model`` run labels with, trained once with ``configs/reward/lab.yaml``."""
+    folder = out / "reward"
+    if not (folder / "model").exists():
+        train_reward_model(load_config(RewardConfig, ROOT / "configs" / "reward" / "lab.yaml",
+                                       [f"train.output_dir={folder}", "train.threads=1"]))
+    return folder / "model"
+
+
+def proxy_table(summaries: list[dict], seeds: list[int]) -> str:
+    """Round by round: the scorer's and the oracle's mean score of held-out greedy answers, per seed."""
+    lines = ["| seed | round | proxy (reward model) | oracle | parting | stopped after |", "|---|---|---|---|---|---|"]
+    for seed, s in zip(seeds, summaries):
+        for r in s["rounds"]:
+            lines.append(f"| {seed} | {r['round']} | {r['proxy']:.3f} | {r['gold']:.3f} | "
+                         f"{'yes' if r['round'] in s['parted'] else ''} | "
+                         f"{s['rounds_run'] if s['stopped'] and r['round'] == s['rounds_run'] else ''} |")
+    return "\n".join(lines)
 
 
 def budget(summary: dict, k: int) -> tuple[float, float]:
@@ -71,6 +99,7 @@ def cell(values: list[float], base: float) -> str:
 
 def table(results: dict[str, list[dict]]) -> str:
     base = next(iter(results.values()))[0]["rounds"][0]
+    most = max(len(v) for v in results.values())
     head = ("| run | round | samples labelled | steps | " + " | ".join(label for label, _, _ in SHOWN)
             + " | oracle score, held-out |")
     lines = [head, "|---" * (5 + len(SHOWN)) + "|",
@@ -81,7 +110,8 @@ def table(results: dict[str, list[dict]]) -> str:
             labels, steps = (statistics.mean(v) for v in zip(*(budget(s, k) for s in summaries)))
             cells = [cell([get(s["rounds"][k]["lab"]) for s in summaries], get(base["lab"])) for _, get, _ in SHOWN]
             gold = cell([s["rounds"][k]["gold"] for s in summaries], base["gold"])
-            lines.append(f"| {RUNS[name]} | {k} | {labels / 1000:.1f}k | {steps:.0f} | " + " | ".join(cells)
+            few = f" ({len(summaries)} seed{'s' if len(summaries) > 1 else ''})" if len(summaries) < most else ""
+            lines.append(f"| {RUNS[name]}{few} | {k} | {labels / 1000:.1f}k | {steps:.0f} | " + " | ".join(cells)
                          + f" | {gold} |")
     return "\n".join(lines)
 
@@ -91,12 +121,12 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     for ax, (label, get, _) in zip(axes, PLOTTED):
         for j, (name, summaries) in enumerate(results.items()):
             n = min(s["rounds_run"] for s in summaries)
-            xs = list(range(n + 1)) if n > 1 else [0, 3]    # a one-round run is drawn at the rounds' budget
+            xs = [0, 3] if name in ONE_ROUND else list(range(n + 1))   # one-round runs at the rounds' budget
             vals = [[get(s["rounds"][k]["lab"]) for s in summaries] for k in range(n + 1)]
             ys = [statistics.mean(v) for v in vals]
             err = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=f"C{j}", label=RUNS[name],
-                        ls="-" if n > 1 else ":")
+                        ls=":" if name in ONE_ROUND else "-")
         ax.set_title(label, fontsize=9)
         ax.set_xticks([0, 1, 2, 3])
         ax.set_xlabel("round (one-round runs at the 3-round budget)", fontsize=7)
@@ -165,7 +195,9 @@ def main() -> None:
     ap.add_argument("--symdpo", type=int, default=0, help="SymDPO pairs to build and train on (0: skip)")
     args = ap.parse_args()
     out, seeds = Path(args.out), [int(s) for s in args.seeds.split(",")]
-    results = {name: [run(name, s, out, args.n_scenes) for s in seeds] for name in args.runs.split(",")}
+    runs = {name: [int(x) for x in own.split("/")] if own else seeds
+            for name, _, own in (r.partition(":") for r in args.runs.split(","))}
+    results = {name: [run(name, s, out, args.n_scenes) for s in own] for name, own in runs.items()}
     text, extra = table(results), ""
     if args.symdpo:
         base_lab = next(iter(results.values()))[0]["rounds"][0]["lab"]
@@ -174,6 +206,13 @@ def main() -> None:
                  "that skip the images), before and after DPO on the `symdpo` recipe's pairs (lr 5e-5, NLL term), "
                  "beside the hallucination figures.\n\n" + symdpo_table(symdpo(args.symdpo, out, args.n_scenes), base_lab)
                  + "\n")
+    if "reward_model" in results:
+        extra += ("\n## Proxy reward against the oracle\n\nThe `reward_model` run labels its pairs with the reward "
+                  "model (`configs/reward/lab.yaml`, trained on the lab's ground-truth pairs); after each round its "
+                  "mean reward of the greedy answers to the held-out prompts (the proxy) is set against the oracle's "
+                  "score of the same answers. A round where the proxy rises while the oracle falls is *parting* "
+                  "(`mmalign.iterate.overopt`); `overopt.patience: 1` stops the rounds at the first.\n\n"
+                  + proxy_table(results["reward_model"], runs["reward_model"]) + "\n")
     print(text + extra)
     doc = Path(args.doc)
     plot(results, doc.with_suffix(".png"))

@@ -69,6 +69,12 @@ class Run:
             self._scorer = build_scorer(self.cfg.scorer)
         return self._scorer
 
+    def load(self, path: str):
+        """A model to sample from, loaded as the preference settings load the policy (dtype, attention)."""
+        m = self.cfg.preference.model
+        return load_model(ModelConfig(path=path, dtype=m.dtype, attn_implementation=m.attn_implementation,
+                                      trust_remote_code=m.trust_remote_code))
+
     def dir(self, k: int) -> Path:
         return self.out / f"round_{k}"
 
@@ -85,7 +91,7 @@ class Run:
 
 def sample(run: Run, k: int, tmp: Path) -> None:
     cfg = run.cfg
-    model, processor = load_model(ModelConfig(path=run.policy(k)))
+    model, processor = run.load(run.policy(k))
     sampling = dataclasses.replace(cfg.sampling, seed=cfg.sampling.seed + 1000 * cfg.seed + k)
     examples = run.prompts(k)
     finished, counts = sample_finished(model, processor, examples, sampling, desc=f"round {k}: sample")
@@ -156,7 +162,7 @@ def evaluate(run: Run, k: int, tmp: Path) -> None:
 def proxy_and_gold(run: Run, model_dir: str) -> dict:
     """The scorer's and the oracle's mean score of the model's greedy answers to held-out val prompts, overall
     and per task (the scorer's NaNs, e.g. judge replies that did not parse, left out of its mean)."""
-    model, processor = load_model(ModelConfig(path=model_dir))
+    model, processor = run.load(model_dir)
     examples = [prompt_example(run.cfg.world, "val", run.cfg.tasks, i) for i in range(run.cfg.eval.proxy_prompts)]
     answers = generate(model, processor, examples, desc=None)
     oracle = make_scorer("oracle")

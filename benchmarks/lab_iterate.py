@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 from mmalign.config import load_config
 from mmalign.construct.recipes import RecipeConfig, build_recipe
 from mmalign.construct.symdpo import QUESTION_TASKS, REJECTED, symdpo_pair
+from mmalign.data.preference import read_preference_file, write_preference_file
 from mmalign.eval.lab import generate
 from mmalign.eval.runner import evaluate_folder
 from mmalign.iterate.config import IterateConfig
@@ -39,6 +40,7 @@ from mmalign.iterate.rounds import run_iterate
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.reward.train import RewardConfig, train_reward_model
 from mmalign.train.preference import SHIPPED_BASE, PreferenceConfig, run_preference
+from mmalign.world.preference import lab_pairs
 from mmalign.world.scenes import WorldConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -152,22 +154,43 @@ def symbol_answers(model_dir: str, records: list) -> dict:
     return {k: v / len(records) for k, v in kinds.items()}
 
 
-def symdpo(n: int, out: Path, n_scenes: int, steps: int = 400) -> dict:
-    """Base and SymDPO-trained model on held-out symbol prompts and the hallucination figures (``--symdpo``)."""
-    done = out / "symdpo" / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    built = build_recipe(RecipeConfig(recipe="symdpo", n=n, out=str(out / "symdpo" / "data")))
-    cfg = load_config(PreferenceConfig, ROOT / "configs" / "dpo.yaml",
-                      [f"data.source={built['file']}", "data.val_size=128", f"train.max_steps={steps}",
-                       f"train.output_dir={out / 'symdpo' / 'train'}", "eval_scenes=0", "train.threads=1"])
-    run_preference(cfg)
+SYMDPO_VARIANTS = {  # name -> (pairs trained on, steps)
+    "SymDPO pairs alone": ("symdpo", 400),
+    "DPO, lab pairs": ("lab", 600),
+    "DPO, lab pairs + SymDPO pairs": ("lab+symdpo", 600),
+}
+
+
+def symdpo(n: int, out: Path, n_scenes: int) -> dict:
+    """The base model and DPO on SymDPO pairs alone, on the lab's ground-truth pairs, and on both, on held-out
+    symbol prompts and the hallucination figures (``--symdpo``); each variant cached in its folder."""
+    folder = out / "symdpo"
+    built = build_recipe(RecipeConfig(recipe="symdpo", n=n, out=str(folder / "data"))) \
+        if not (folder / "data" / "pairs.jsonl").exists() else {"file": str(folder / "data" / "pairs.jsonl")}
     held_out = [r for i in range(300) for r in [symdpo_pair(WorldConfig(), QUESTION_TASKS[i % 3], i, split="val",
                                                            rejected=REJECTED[i // 3 % 2])] if r]
-    trained = str(out / "symdpo" / "train" / "model")
-    result = {"pairs": built["pairs"], "steps": steps, "held_out": len(held_out),
-              "base": symbol_answers(SHIPPED_BASE, held_out), "symdpo": symbol_answers(trained, held_out),
-              "figures": evaluate_folder(trained, WorldConfig(), out / "symdpo" / "eval", tasks=["caption", "exist"],
+    result = {"held_out": len(held_out), "pairs": n, "base": symbol_answers(SHIPPED_BASE, held_out)}
+    for name, (data, steps) in SYMDPO_VARIANTS.items():
+        result[name] = symdpo_variant(folder / data.replace("+", "_"), data, built["file"], steps, held_out, n_scenes)
+    return result
+
+
+def symdpo_variant(folder: Path, data: str, symdpo_file: str, steps: int, held_out: list, n_scenes: int) -> dict:
+    done = folder / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    source = {"symdpo": symdpo_file, "lab": "lab"}.get(data)
+    if source is None:                     # the lab's ground-truth pairs and the SymDPO pairs in one file
+        cfg = load_config(PreferenceConfig)
+        source = str(write_preference_file(lab_pairs(cfg.world, cfg.data.lab) + read_preference_file(symdpo_file),
+                                           folder / "data" / "pairs.jsonl"))
+    cfg = load_config(PreferenceConfig, ROOT / "configs" / "dpo.yaml",
+                      [f"data.source={source}", f"train.max_steps={steps}", f"train.output_dir={folder / 'train'}",
+                       "eval_scenes=0", "train.threads=1"] + (["data.val_size=128"] if data != "lab" else []))
+    run_preference(cfg)
+    trained = str(folder / "train" / "model")
+    result = {"steps": steps, "answers": symbol_answers(trained, held_out),
+              "figures": evaluate_folder(trained, WorldConfig(), folder / "eval", tasks=["caption", "exist"],
                                          n_scenes=n_scenes)}
     done.write_text(json.dumps(result))
     return result
@@ -175,13 +198,14 @@ def symdpo(n: int, out: Path, n_scenes: int, steps: int = 400) -> dict:
 
 def symdpo_table(result: dict, base_lab: dict) -> str:
     kinds = list(result["base"])
-    lines = ["| model | " + " | ".join(kinds) + " | " + " | ".join(label for label, _, _ in PLOTTED) + " |",
-             "|---" * (1 + len(kinds) + len(PLOTTED)) + "|"]
-    for name, lab in (("base model", base_lab), (f"SymDPO ({result['pairs']} pairs, {result['steps']} steps)",
-                                                 result["figures"])):
-        shares = result["base" if name == "base model" else "symdpo"]
-        lines.append(f"| {name} | " + " | ".join(f"{shares[k]:.3f}" for k in kinds) + " | "
-                     + " | ".join(f"{get(lab):.3f}" for _, get, _ in PLOTTED) + " |")
+    lines = ["| model | steps | " + " | ".join(kinds) + " | " + " | ".join(label for label, _, _ in PLOTTED) + " |",
+             "|---" * (2 + len(kinds) + len(PLOTTED)) + "|",
+             "| base model | – | " + " | ".join(f"{result['base'][k]:.3f}" for k in kinds) + " | "
+             + " | ".join(f"{get(base_lab):.3f}" for _, get, _ in PLOTTED) + " |"]
+    for name in SYMDPO_VARIANTS:
+        r = result[name]
+        lines.append(f"| {name} | {r['steps']} | " + " | ".join(f"{r['answers'][k]:.3f}" for k in kinds) + " | "
+                     + " | ".join(f"{get(r['figures']):.3f}" for _, get, _ in PLOTTED) + " |")
     return "\n".join(lines)
 
 
@@ -201,11 +225,12 @@ def main() -> None:
     text, extra = table(results), ""
     if args.symdpo:
         base_lab = next(iter(results.values()))[0]["rounds"][0]["lab"]
-        extra = ("\n## SymDPO\n\nThe share of greedy answers to 300 held-out (val split) symbol prompts that are the "
-                 "matching demonstration's symbol (right), the majority symbol or the plain answer (the two guesses "
-                 "that skip the images), before and after DPO on the `symdpo` recipe's pairs (lr 5e-5, NLL term), "
-                 "beside the hallucination figures.\n\n" + symdpo_table(symdpo(args.symdpo, out, args.n_scenes), base_lab)
-                 + "\n")
+        extra = (f"\n## SymDPO\n\nThe share of greedy answers to 300 held-out (val split) symbol prompts that are "
+                 "the matching demonstration's symbol (right), the majority symbol or the plain answer (the two "
+                 "guesses that skip the images), before and after DPO (lr 5e-5, NLL term, seed 0) on "
+                 f"{args.symdpo} pairs of the `symdpo` recipe alone, on the lab's 4000 ground-truth pairs "
+                 "(`configs/dpo.yaml`), and on both in one set, beside the hallucination figures.\n\n"
+                 + symdpo_table(symdpo(args.symdpo, out, args.n_scenes), base_lab) + "\n")
     if "reward_model" in results:
         extra += ("\n## Proxy reward against the oracle\n\nThe `reward_model` run labels its pairs with the reward "
                   "model (`configs/reward/lab.yaml`, trained on the lab's ground-truth pairs); after each round its "

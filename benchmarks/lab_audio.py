@@ -5,16 +5,21 @@
 2. From the base, with the same pairs (``world.audio.audio_pairs``: y_w the answer, y_l another scene's answer):
    DPO (text negative only), and mDPO, whose conditional term contrasts A with A' (the clip whose answer is y_l,
    or silence).
-3. Each model answers held-out questions greedily with the clip and with silence (``audio_blindness``).
+3. A control SFT'd from scratch for as many steps as base + preference training together.
+4. Each model answers held-out questions greedily with the clip and with silence (``audio_blindness``).
 
-    OMP_NUM_THREADS=1 python benchmarks/lab_audio.py --out runs/lab_audio
+    OMP_NUM_THREADS=1 python benchmarks/lab_audio.py --out runs/lab_audio --seeds 0,1,2
 
-Prints a Markdown table and writes ``results.json`` under ``--out``.
+A seed moves the fresh model's initialisation and the order of the SFT and preference batches; the pairs and the
+held-out questions are the same for every seed. Each seed's models and results are kept under
+``--out/seed<k>/`` (a rerun reuses what is there). Prints a Markdown table (mean ± std over seeds) and writes
+``results.json`` under ``--out``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from functools import partial
 from pathlib import Path
 
@@ -41,10 +46,12 @@ SIZES = dict(audio={"d_model": 64, "encoder_layers": 2, "encoder_attention_heads
              text={"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4})
 
 
-def sft_base(out: Path, steps: int, lr: float) -> Path:
-    model, processor = build_audio_lab_model(**SIZES)
+def sft_base(out: Path, steps: int, lr: float, seed: int) -> Path:
+    if (out / "sft" / "model").exists():
+        return out / "sft" / "model"
+    model, processor = build_audio_lab_model(**SIZES, seed=seed)
     cfg = SFTConfig(world=WORLD, train=TrainConfig(output_dir=str(out / "sft"), max_steps=steps, batch_size=16,
-                                                   lr=lr, warmup_steps=20, log_every=50, threads=1))
+                                                   lr=lr, warmup_steps=20, log_every=50, threads=1, seed=seed))
     stream = lambda i: make_audio_example(WORLD, TASKS[i % len(TASKS)], "train", i)
 
     def save(unwrapped, folder: Path):
@@ -57,13 +64,15 @@ def sft_base(out: Path, steps: int, lr: float) -> Path:
     return out / "sft" / "model"
 
 
-def align(base: Path, out: Path, loss: str, pairs: Path, steps: int, lr: float) -> Path:
+def align(base: Path, out: Path, loss: str, pairs: Path, steps: int, lr: float, seed: int) -> Path:
+    if (out / loss / "model").exists():
+        return out / loss / "model"
     cfg = PreferenceConfig(
         world=WORLD, model=ModelConfig(path=str(base)), cache_dir=str(out / "cache"), eval_scenes=0,
         loss=LossConfig(name=loss, nll_weight=1.0),
         data=PreferenceDataConfig(source=str(pairs), val_size=64, packed=False),
         train=TrainConfig(output_dir=str(out / loss), max_steps=steps, batch_size=16, lr=lr, warmup_steps=10,
-                          log_every=25, eval_every=0, threads=1))
+                          log_every=25, eval_every=0, threads=1, seed=seed))
     run_preference(cfg)
     return out / loss / "model"
 
@@ -87,24 +96,33 @@ def main() -> None:
     ap.add_argument("--dpo-steps", type=int, default=100)
     ap.add_argument("--dpo-lr", type=float, default=5e-4)
     ap.add_argument("--n-eval", type=int, default=400)
+    ap.add_argument("--seeds", default="0")
     args = ap.parse_args()
     out = Path(args.out)
-    base = sft_base(out, args.sft_steps, args.sft_lr)
     pairs = write_preference_file(audio_pairs(WORLD, "train", args.pairs, contrast=args.contrast, first=10_000_000),
                                   out / "pairs.jsonl")
-    models = {"base (SFT)": base}
-    for loss in ("dpo", "mdpo"):
-        models[loss] = align(base, out, loss, pairs, args.dpo_steps, args.dpo_lr)
     test = audio_examples(WORLD, "test", args.n_eval)
-    results = {name: evaluate(folder, test) for name, folder in models.items()}
+    results: dict[str, list[dict]] = {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        run = out / f"seed{seed}"
+        base = sft_base(run, args.sft_steps, args.sft_lr, seed)
+        models = {"base (SFT)": base}
+        for loss in ("dpo", "mdpo"):
+            models[loss] = align(base, run, loss, pairs, args.dpo_steps, args.dpo_lr, seed)
+        # the same number of steps as base + preference, all SFT: is preference training the cheaper fix?
+        models[f"control: SFT for {args.sft_steps + args.dpo_steps} steps"] = sft_base(
+            run / "control", args.sft_steps + args.dpo_steps, args.sft_lr, seed)
+        for name, folder in models.items():
+            results.setdefault(name, []).append(evaluate(folder, test))
     (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    cell = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
     print("| model | task | accuracy | accuracy, clip silenced | most-common-answer accuracy "
           "| answers unchanged by silence |")
     print("|---|---|---|---|---|---|")
-    for name, per_task in results.items():
-        for t, r in per_task.items():
-            print(f"| {name} | {t} | {r['accuracy']:.3f} | {r['muted_accuracy']:.3f} | {r['prior_accuracy']:.3f} "
-                  f"| {r['unchanged']:.3f} |")
+    for name, runs in results.items():
+        for t in TASKS:
+            print(f"| {name} | {t} | " + " | ".join(cell([r[t][k] for r in runs]) for k in
+                                                   ("accuracy", "muted_accuracy", "prior_accuracy", "unchanged")) + " |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ base model and reports how often the base and the trained model answer held-out 
 the matching demonstration's symbol, the majority symbol or the plain answer, beside the hallucination figures.
 
 The ``reward_model`` run labels with a Bradley–Terry reward model (trained first with ``configs/reward/lab.yaml``
-into ``<out>/reward`` when missing) and gets a table of the proxy reward against the oracle round by round.
+into ``<out>/reward`` when missing), the ``reward_model_swap`` run with one trained with swap pairs as well
+(``configs/reward/lab_swap.yaml``, into ``<out>/reward_swap``; docs/rl.md); both use
+``configs/iterate/reward_model.yaml`` and get a table of the proxy reward against the oracle round by round.
 """
 from __future__ import annotations
 
@@ -49,7 +51,9 @@ from lab_alignment import FIGURES, write_doc  # the same figures as the method c
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"lab": "iterative DPO", "fixed": "iterative DPO, reference fixed",
         "offline": "offline DPO, one round, same budget", "online": "online DPO (half of each batch online)",
-        "reward_model": "iterative DPO, reward-model labels"}
+        "reward_model": "iterative DPO, reward-model labels",
+        "reward_model_swap": "iterative DPO, swap-pair reward-model labels"}
+REWARD_MODELS = {"reward_model": "lab", "reward_model_swap": "lab_swap"}   # run -> configs/reward/<name>.yaml
 ONE_ROUND = ("offline", "online")
 SHOWN = [f for f in FIGURES if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "CHAIR-s", "caption recall",
                                          "POPE adversarial acc", "POPE random acc")]
@@ -58,19 +62,21 @@ PLOTTED = [f for f in SHOWN if f[0] in ("partner rate, noisy pairs (mean)", "CHA
 
 
 def run(name: str, seed: int, out: Path, n_scenes: int) -> dict:
-    extra = [f"scorer.reward_model={reward_model(out)}"] if name == "reward_model" else []
-    cfg = load_config(IterateConfig, ROOT / "configs" / "iterate" / f"{name}.yaml",
+    extra = [f"scorer.reward_model={reward_model(out, REWARD_MODELS[name])}"] if name in REWARD_MODELS else []
+    config = "reward_model" if name in REWARD_MODELS else name
+    cfg = load_config(IterateConfig, ROOT / "configs" / "iterate" / f"{config}.yaml",
                       [f"seed={seed}", f"out={out / f'{name}-seed{seed}'}", "preference.train.threads=1",
                        f"eval.n_scenes={n_scenes}", *extra])
     run_iterate(cfg)
     return json.loads((Path(cfg.out) / "summary.json").read_text())
 
 
-def reward_model(out: Path) -> Path:
-    """The reward model the ``reward_model`` run labels with, trained once with ``configs/reward/lab.yaml``."""
-    folder = out / "reward"
+def reward_model(out: Path, config: str) -> Path:
+    """A reward run's labeller, trained once with ``configs/reward/<config>.yaml`` into ``out/reward`` (``lab``)
+    or ``out/reward_<rest>`` (``lab_<rest>``)."""
+    folder = out / ("reward" if config == "lab" else f"reward_{config.removeprefix('lab_')}")
     if not (folder / "model").exists():
-        train_reward_model(load_config(RewardConfig, ROOT / "configs" / "reward" / "lab.yaml",
+        train_reward_model(load_config(RewardConfig, ROOT / "configs" / "reward" / f"{config}.yaml",
                                        [f"train.output_dir={folder}", "train.threads=1"]))
     return folder / "model"
 
@@ -231,13 +237,17 @@ def main() -> None:
                  f"{args.symdpo} pairs of the `symdpo` recipe alone, on the lab's 4000 ground-truth pairs "
                  "(`configs/dpo.yaml`), and on both in one set, beside the hallucination figures.\n\n"
                  + symdpo_table(symdpo(args.symdpo, out, args.n_scenes), base_lab) + "\n")
-    if "reward_model" in results:
-        extra += ("\n## Proxy reward against the oracle\n\nThe `reward_model` run labels its pairs with the reward "
-                  "model (`configs/reward/lab.yaml`, trained on the lab's ground-truth pairs); after each round its "
-                  "mean reward of the greedy answers to the held-out prompts (the proxy) is set against the oracle's "
-                  "score of the same answers. A round where the proxy rises while the oracle falls is *parting* "
-                  "(`mmalign.iterate.overopt`); `overopt.patience: 1` stops the rounds at the first.\n\n"
-                  + proxy_table(results["reward_model"], runs["reward_model"]) + "\n")
+    labelled = [name for name in REWARD_MODELS if name in results]
+    if labelled:
+        extra += ("\n## Proxy reward against the oracle\n\nThe reward-model runs label their pairs with a reward "
+                  "model instead of the oracle: `reward_model` with `configs/reward/lab.yaml` (trained on the lab's "
+                  "ground-truth pairs), `reward_model_swap` with `configs/reward/lab_swap.yaml` (swap pairs as well, "
+                  "docs/rl.md). After each round the reward model's mean score of the greedy answers to the held-out "
+                  "prompts (the proxy) is set against the oracle's score of the same answers. A round where the "
+                  "proxy rises while the oracle falls is *parting* (`mmalign.iterate.overopt`); "
+                  "`overopt.patience: 1` stops the rounds at the first.\n\n"
+                  + "\n\n".join(f"`{name}`:\n\n" + proxy_table(results[name], runs[name]) for name in labelled)
+                  + "\n")
     print(text + extra)
     doc = Path(args.doc)
     plot(results, doc.with_suffix(".png"))
@@ -245,7 +255,8 @@ def main() -> None:
                             for n in ("lab", "offline", "online"))
     write_doc(doc,
         "# Iterative and online DPO on the lab\n\n"
-        "From the shipped base model, every run labelled by the lab oracle (`configs/iterate/<run>.yaml`). "
+        "From the shipped base model, every run labelled by the lab oracle but the reward-model runs (below) "
+        "(`configs/iterate/<run>.yaml`). "
         f"Iterative DPO: each round samples {lab.sampling.n} answers (temperature {lab.sampling.temperature:g}) to "
         f"{lab.prompts} fresh prompts (captions and yes/no questions) from the current policy, pairs every two "
         f"answers whose oracle scores differ, de-duplicates and length-balances the pairs and trains {lab.epochs:g} "

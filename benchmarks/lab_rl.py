@@ -55,6 +55,7 @@ DEMOS = {
         ("grounding mIoU", "eval/ground/miou", False), ("grounding acc@0.5", "eval/ground/acc@0.5", False)]),
     "rm_caption": ("configs/rl/grpo_rm_caption.yaml", "configs/reward/lab.yaml", CAPTION_FIGURES),
     "rm_swap_caption": ("configs/rl/grpo_rm_caption.yaml", "configs/reward/lab_swap.yaml", CAPTION_FIGURES),
+    "ppo_rm_swap_caption": ("configs/rl/ppo_rm_caption.yaml", "configs/reward/lab_swap.yaml", CAPTION_FIGURES),
 }
 
 

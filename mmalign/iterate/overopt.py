@@ -5,15 +5,20 @@ While the policy gets better, both rise. Reward hacking shows as the curves part
 the truth falls (Gao et al. 2023, "Scaling laws for reward model overoptimization": gold reward peaks and then
 declines as the proxy keeps climbing). Round ``k`` *parts* when
 
-    proxy_k > proxy_{k-1}   and   gold_k < gold_{k-1} - tolerance
+    proxy_k > proxy_{k-1}   and   gold_k < gold_{k-1} - (tolerance + z * SE_k)
 
-and the rounds stop after ``patience`` parting rounds in a row. Only the signs of the proxy's steps are read, so
-the proxy may be on any scale (a reward model's logits, a judge's 1-10); ``tolerance`` is in the oracle's units
-(mean covered - hallucinated objects for captions, accuracy for questions). With the oracle as the scorer the two
-curves are one, and nothing parts.
+and the rounds stop after ``patience`` parting rounds in a row. ``SE_k`` is the standard error of the mean of the
+paired per-prompt differences ``g_k,i - g_{k-1},i`` (the same held-out prompts every round), where both rounds
+carry their per-prompt oracle scores (``gold_values``); else 0. Without it a few hundred prompts stop the rounds on
+noise: on the lab, a round labelled by a reward model "fell" from 1.87 to 1.61 on its 110 held-out captions while
+300 fresh captions of each split moved -0.07, +0.08 and +0.08. Only the signs of the proxy's steps are read, so the
+proxy may be on any scale (a reward model's logits, a judge's 1-10); ``tolerance`` is in the oracle's units (mean
+covered - hallucinated objects for captions, accuracy for questions). With the oracle as the scorer the two curves
+are one, and nothing parts.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -22,13 +27,30 @@ class OverOptConfig:
     stop: bool = True              # stop the rounds when the curves part (else only report it)
     patience: int = 1              # parting rounds in a row that stop the run
     tolerance: float = 0.0         # how far gold must fall, in the oracle's units
+    z: float = 2.0                 # ... beyond z standard errors of the paired per-prompt differences (0: any fall)
+
+
+def paired_se(before: list[float], after: list[float]) -> float:
+    """The standard error of the mean of ``after[i] - before[i]`` (sample standard deviation / sqrt(n)); 0 for
+    fewer than two pairs."""
+    if len(before) != len(after):
+        raise ValueError(f"paired_se: {len(before)} and {len(after)} per-prompt scores")
+    d = [a - b for a, b in zip(after, before) if not (math.isnan(a) or math.isnan(b))]
+    if len(d) < 2:
+        return 0.0
+    mean = sum(d) / len(d)
+    return math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
 
 
 def parted(history: list[dict], cfg: OverOptConfig) -> list[int]:
-    """The rounds ``k >= 1`` that part; ``history[k] = {"proxy", "gold"}``, round 0 the starting model."""
+    """The rounds ``k >= 1`` that part; ``history[k] = {"proxy", "gold"}`` and optionally ``"gold_values"`` (the
+    per-prompt oracle scores behind ``gold``), round 0 the starting model."""
+    def margin(k: int) -> float:
+        before, after = history[k - 1].get("gold_values"), history[k].get("gold_values")
+        return cfg.tolerance + (cfg.z * paired_se(before, after) if before and after else 0.0)
     return [k for k in range(1, len(history))
             if history[k]["proxy"] > history[k - 1]["proxy"]
-            and history[k]["gold"] < history[k - 1]["gold"] - cfg.tolerance]
+            and history[k]["gold"] < history[k - 1]["gold"] - margin(k)]
 
 
 def overoptimised(history: list[dict], cfg: OverOptConfig) -> str | None:

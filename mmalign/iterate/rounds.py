@@ -176,7 +176,8 @@ def proxy_and_gold(run: Run, model_dir: str) -> dict:
     tasks = sorted({e["task"] for e in examples})
     by_task = {t: {"proxy": mean([p for p, e in zip(proxy, examples) if e["task"] == t]),
                    "gold": mean([g for g, e in zip(gold, examples) if e["task"] == t])} for t in tasks}
-    return {"proxy": mean(proxy), "gold": mean(gold), "by_task": by_task, "prompts": len(examples)}
+    return {"proxy": mean(proxy), "gold": mean(gold), "by_task": by_task, "prompts": len(examples),
+            "gold_values": gold}     # per prompt: the over-optimisation check's paired standard error
 
 
 ROUND_STAGES = {"samples": sample, "pairs": label, "filtered": filter_pairs, "train": train, "eval": evaluate}

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mmalign.iterate import rounds
-from mmalign.iterate.overopt import OverOptConfig, best_round, overoptimised, parted
+from mmalign.iterate.overopt import OverOptConfig, best_round, overoptimised, paired_se, parted
 from mmalign.iterate.rounds import run_iterate
 from mmalign.iterate.store import write_json
 
@@ -34,6 +34,33 @@ def test_stop_after_patience_parting_rounds():
     assert overoptimised(h[:3], OverOptConfig(patience=2)) is None
     assert "rounds 2, 3" in overoptimised(h, OverOptConfig(patience=2))
     assert overoptimised(history([0, 1, 2], [0, 1, 2]), OverOptConfig()) is None   # one curve: nothing parts
+
+
+def test_paired_standard_error_by_hand():
+    # differences 1, -1, 2, 0: mean 0.5, sample variance (0.25 + 2.25 + 2.25 + 0.25) / 3 = 5/3, SE = sqrt(5/3 / 4)
+    assert paired_se([0, 1, 0, 2], [1, 0, 2, 2]) == pytest.approx((5 / 12) ** 0.5)
+    assert paired_se([1.0], [0.0]) == 0.0                          # one pair: no spread to estimate
+    assert paired_se([0, float("nan"), 1], [1, 5, 0]) == pytest.approx(1.0)   # NaNs (unparsed judge replies) left out
+    with pytest.raises(ValueError):
+        paired_se([0, 1], [0])
+
+
+def with_values(proxy: list[float], gold_values: list[list[float]]) -> list[dict]:
+    return [{"proxy": p, "gold": sum(g) / len(g), "gold_values": g} for p, g in zip(proxy, gold_values, strict=True)]
+
+
+def test_a_fall_within_noise_does_not_part():
+    # round 1: mean gold 1.0 -> 0.75, but the per-prompt differences d = (-1, 1, -1, 0) spread far more: mean
+    # -0.25, variance (0.5625 + 1.5625 + 0.5625 + 0.0625) / 3 = 0.9167, SE = 0.4787, and 2 SE = 0.957 > 0.25
+    noisy = with_values([0.0, 1.0], [[1, 0, 2, 1], [0, 1, 1, 1]])
+    assert parted(noisy, OverOptConfig()) == []
+    assert parted(noisy, OverOptConfig(z=0.5)) == [1]              # 0.5 SE = 0.239 < 0.25
+    assert parted(noisy, OverOptConfig(z=0)) == [1]                # z = 0: any fall parts, as without the values
+    # the same fall on every prompt has no spread: it parts at any z
+    steady = with_values([0.0, 1.0], [[1, 2, 3, 4], [0.75, 1.75, 2.75, 3.75]])
+    assert parted(steady, OverOptConfig(z=10)) == [1]
+    # rows without per-prompt values (older runs) fall back to the tolerance alone
+    assert parted([{"proxy": 0, "gold": 1.0}, {"proxy": 1, "gold": 0.75}], OverOptConfig(z=10)) == [1]
 
 
 def scripted(monkeypatch, proxy: list[float], gold: list[float]) -> list[tuple[str, int]]:

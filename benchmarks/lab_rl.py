@@ -104,9 +104,9 @@ def reward_model(out: Path, demo: str) -> dict:
 def run(demo: str, seed: int, out: Path) -> dict:
     """``{"before", "after", "curve"}`` of one run; ``curve`` is ``[(rl_step, eval metrics)]`` from step 0."""
     folder = out / f"{demo}-seed{seed}"
-    config, extra, _ = DEMOS[demo]
+    config = DEMOS[demo][0]
     if not (folder / "eval.json").exists():
-        overrides = [f"train.seed={seed}", f"train.output_dir={folder}", "train.threads=1", *extra]
+        overrides = [f"train.seed={seed}", f"train.output_dir={folder}", "train.threads=1"]
         if DEMOS[demo][1]:
             overrides.append(f"reward_model={reward_model(out, demo)['folder']}")
         run_rl(load_config(RLConfig, ROOT / config, overrides))

@@ -239,13 +239,15 @@ def main() -> None:
                  + symdpo_table(symdpo(args.symdpo, out, args.n_scenes), base_lab) + "\n")
     labelled = [name for name in REWARD_MODELS if name in results]
     if labelled:
+        rm_cfg = load_config(IterateConfig, ROOT / "configs" / "iterate" / "reward_model.yaml")
         extra += ("\n## Proxy reward against the oracle\n\nThe reward-model runs label their pairs with a reward "
                   "model instead of the oracle: `reward_model` with `configs/reward/lab.yaml` (trained on the lab's "
                   "ground-truth pairs), `reward_model_swap` with `configs/reward/lab_swap.yaml` (swap pairs as well, "
-                  "docs/rl.md). After each round the reward model's mean score of the greedy answers to the held-out "
-                  "prompts (the proxy) is set against the oracle's score of the same answers. A round where the "
-                  "proxy rises while the oracle falls is *parting* (`mmalign.iterate.overopt`); "
-                  "`overopt.patience: 1` stops the rounds at the first.\n\n"
+                  "docs/rl.md). After each round the reward model's mean score of the greedy answers to "
+                  f"{rm_cfg.eval.proxy_prompts} held-out val prompts (the proxy) is set against the oracle's score "
+                  "of the same answers. A round where the proxy rises while the oracle falls by more than "
+                  f"{rm_cfg.overopt.z:g} paired standard errors is *parting* (`mmalign.iterate.overopt`); "
+                  f"`overopt.patience: {rm_cfg.overopt.patience}` stops the rounds at the first.\n\n"
                   + "\n\n".join(f"`{name}`:\n\n" + proxy_table(results[name], runs[name]) for name in labelled)
                   + "\n")
     print(text + extra)

@@ -5,16 +5,18 @@ While the policy gets better, both rise. Reward hacking shows as the curves part
 the truth falls (Gao et al. 2023, "Scaling laws for reward model overoptimization": gold reward peaks and then
 declines as the proxy keeps climbing). Round ``k`` *parts* when
 
-    proxy_k > proxy_{k-1}   and   gold_k < gold_{k-1} - (tolerance + z * SE_k)
+    proxy_k > proxy_{k-1}   and   gold_k < gold_b - (tolerance + z * SE_k)
 
-and the rounds stop after ``patience`` parting rounds in a row. ``SE_k`` is the standard error of the mean of the
-paired per-prompt differences ``g_k,i - g_{k-1},i`` (the same held-out prompts every round), where both rounds
-carry their per-prompt oracle scores (``gold_values``); else 0. Without it a few hundred prompts stop the rounds on
-noise: on the lab, a round labelled by a reward model "fell" from 1.87 to 1.61 on its 110 held-out captions while
-300 fresh captions of each split moved -0.07, +0.08 and +0.08. Only the signs of the proxy's steps are read, so the
-proxy may be on any scale (a reward model's logits, a judge's 1-10); ``tolerance`` is in the oracle's units (mean
-covered - hallucinated objects for captions, accuracy for questions). With the oracle as the scorer the two curves
-are one, and nothing parts.
+where ``b < k`` is the best round so far by the oracle (its peak), and the rounds stop after ``patience`` parting
+rounds in a row. Against the peak rather than the round before, because the truth often falls slowly: on the lab, a
+reward-model-labelled run's oracle went 1.356 -> 1.313 -> 1.290 -> 1.270 while the proxy rose every round, and no
+single step fell by two standard errors. ``SE_k`` is the standard error of the mean of the paired per-prompt
+differences ``g_k,i - g_b,i`` (the same held-out prompts every round), where both rounds carry their per-prompt
+oracle scores (``gold_values``); else 0. Without it a few hundred prompts stop the rounds on noise: a round's
+oracle "fell" 0.26 on 110 held-out captions, 0.08 on 500, and rose 0.08 on 300 captions each of the test and
+train splits. Only the signs of the proxy's steps are read, so the proxy may be on any scale (a reward model's
+logits, a judge's 1-10); ``tolerance`` is in the oracle's units (mean covered - hallucinated objects for captions,
+accuracy for questions). With the oracle as the scorer the two curves are one, and nothing parts.
 """
 from __future__ import annotations
 
@@ -45,12 +47,12 @@ def paired_se(before: list[float], after: list[float]) -> float:
 def parted(history: list[dict], cfg: OverOptConfig) -> list[int]:
     """The rounds ``k >= 1`` that part; ``history[k] = {"proxy", "gold"}`` and optionally ``"gold_values"`` (the
     per-prompt oracle scores behind ``gold``), round 0 the starting model."""
-    def margin(k: int) -> float:
-        before, after = history[k - 1].get("gold_values"), history[k].get("gold_values")
-        return cfg.tolerance + (cfg.z * paired_se(before, after) if before and after else 0.0)
-    return [k for k in range(1, len(history))
-            if history[k]["proxy"] > history[k - 1]["proxy"]
-            and history[k]["gold"] < history[k - 1]["gold"] - margin(k)]
+    def falls(k: int) -> bool:
+        peak = best_round(history[:k])
+        before, after = history[peak].get("gold_values"), history[k].get("gold_values")
+        margin = cfg.tolerance + (cfg.z * paired_se(before, after) if before and after else 0.0)
+        return history[k]["gold"] < history[peak]["gold"] - margin
+    return [k for k in range(1, len(history)) if history[k]["proxy"] > history[k - 1]["proxy"] and falls(k)]
 
 
 def overoptimised(history: list[dict], cfg: OverOptConfig) -> str | None:

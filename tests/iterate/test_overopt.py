@@ -21,9 +21,19 @@ def history(proxy: list[float], gold: list[float]) -> list[dict]:
 def test_parting_rounds():
     h = history([0, 1, 2, 3, 2], [0, 1, 0.5, 0.2, 0.1])
     assert parted(h, OverOptConfig()) == [2, 3]                    # round 4: both fell, so not parting
-    assert parted(h, OverOptConfig(tolerance=0.4)) == [2]          # round 3's gold fell only 0.3
+    assert parted(h, OverOptConfig(tolerance=0.4)) == [2, 3]       # against the peak (round 1): 0.5 and 0.8 below
+    assert parted(h, OverOptConfig(tolerance=0.6)) == [3]          # round 2 is only 0.5 below the peak
     assert best_round(h) == 1
     assert best_round(history([0, 1, 1], [0, 2, 2])) == 1          # the earliest of ties
+
+
+def test_a_slow_fall_parts_against_the_peak():
+    # the truth falls 0.3 a round while the proxy climbs: no step falls by 0.5, but round 2 is 0.6 below the peak
+    h = history([0, 1, 2, 3], [1.0, 0.7, 0.4, 0.1])
+    assert parted(h, OverOptConfig(tolerance=0.5)) == [2, 3]
+    # a dip and a recovery above the old peak: the new peak is what later rounds are held to
+    h = history([0, 1, 2, 3, 4], [1.0, 0.9, 1.2, 1.1, 0.9])
+    assert parted(h, OverOptConfig(tolerance=0.15)) == [4]         # 0.3 below round 2; round 3 only 0.1
 
 
 def test_stop_after_patience_parting_rounds():

@@ -92,6 +92,17 @@ def dedupe(records: list[PreferenceRecord]) -> tuple[list[PreferenceRecord], dic
     return _split(records, [reason(r) for r in records], ("exact_duplicate", "near_duplicate"))
 
 
+def drop_coverage_only(records: list[PreferenceRecord]) -> tuple[list[PreferenceRecord], dict]:
+    """Drop (``coverage_only``) the caption pairs whose two answers name equally many absent objects, so that they
+    differ only in how many real objects they cover; read from the lab oracle's details (``meta``), records without
+    them kept. Such pairs teach "say more": in iterative rounds they raised CHAIR-i (docs/iterative.md)."""
+    def reason(r: PreferenceRecord) -> str | None:
+        details = [r.meta.get(f"{side}_details") or {} for side in ("chosen", "rejected")]
+        counts = [d.get("n_hallucinated_mentions") for d in details]
+        return "coverage_only" if None not in counts and counts[0] == counts[1] else None
+    return _split(records, [reason(r) for r in records], ("coverage_only",))
+
+
 def normalise(text: str) -> str:
     """Lower case, punctuation removed, whitespace collapsed."""
     return " ".join(_PUNCT.sub(" ", text.lower()).split())

@@ -33,6 +33,9 @@ class IterateConfig:
     mode: Literal["best_worst", "all"] = "all"    # label_pairs: every pair of differing scores, or best vs worst
     min_margin: float = 1e-6
     length_balance: bool = True    # sampled pairs whose rejected is systematically longer teach brevity (LAB.md)
+    # false: drop caption pairs that differ only in coverage (same absent objects, more real ones), which teach
+    # "say more" and raised CHAIR-i in round 2 (docs/iterative.md); needs the lab oracle's details
+    coverage_pairs: bool = True
     reference: Literal["fixed", "refreshed"] = "refreshed"   # pi_ref: each round's start, or round 1's policy
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)   # each round's training
     # > 0: each round trains ceil(epochs x its pairs / batch) steps instead of preference.train.max_steps (later

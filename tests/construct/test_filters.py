@@ -5,6 +5,7 @@ from PIL import Image
 
 from mmalign.construct.filters import (
     dedupe,
+    drop_coverage_only,
     length_balance,
     margin_threshold,
     normalise,
@@ -89,3 +90,18 @@ def test_dedupe_exact_then_normalised_text_with_the_same_images():
 
 def test_normalise():
     assert normalise("  A red,  CIRCLE.\n") == "a red circle"
+
+
+def test_drop_coverage_only_reads_the_oracle_details():
+    def labelled(id, chosen_absent, rejected_absent):
+        r = rec(id)
+        r.meta = {"chosen_details": {"n_hallucinated_mentions": chosen_absent},
+                  "rejected_details": {"n_hallucinated_mentions": rejected_absent}}
+        return r
+    exist = rec("exist", "yes", "no")
+    exist.meta = {"chosen_details": {"correct": True}, "rejected_details": {"correct": False}}
+    records = [labelled("fewer-absent", 0, 1), labelled("coverage", 1, 1), labelled("coverage0", 0, 0), exist,
+               rec("no-details")]
+    kept, report = drop_coverage_only(records)
+    assert ids(kept) == ["fewer-absent", "exist", "no-details"]
+    assert report == {"kept": 3, "coverage_only": 2}

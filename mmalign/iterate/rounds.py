@@ -240,7 +240,9 @@ def _check_same_run(out: Path, cfg: IterateConfig) -> None:
     if not saved_file.exists():
         return
     saved, now = yaml.safe_load(saved_file.read_text()), to_dict(cfg)
-    differ = [k for k in now if k not in RESUMABLE and json.dumps(saved.get(k), sort_keys=True, default=str)
+    defaults = to_dict(IterateConfig())     # a setting added after the run was saved had its default then
+    differ = [k for k in now if k not in RESUMABLE and json.dumps(saved.get(k, defaults[k]), sort_keys=True,
+                                                                  default=str)
               != json.dumps(now[k], sort_keys=True, default=str)]
     if differ:
         raise MMAlignError(f"{out} holds an iterative run with other settings ({', '.join(differ)} differ): "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 import torch
 from safetensors.torch import load_file
 
@@ -128,6 +129,16 @@ def test_a_folder_refuses_other_settings(straight):
     _check_same_run(straight, small(straight, "preference.train.save_every=2", "rounds=3", "overopt.patience=2"))
     with pytest.raises(MMAlignError, match="prompts"):
         _check_same_run(straight, small(straight, "preference.train.save_every=2", "prompts=17"))
+
+
+def test_a_setting_added_later_resumes_at_its_default(straight, tmp_path):
+    """A run saved before a setting existed holds that setting's default: it resumes, and refuses another value."""
+    saved = yaml.safe_load((straight / "config.yaml").read_text())
+    del saved["coverage_pairs"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    _check_same_run(tmp_path, small(straight, "preference.train.save_every=2"))
+    with pytest.raises(MMAlignError, match="coverage_pairs"):
+        _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "coverage_pairs=false"))
 
 
 def test_epochs_set_each_rounds_steps(straight, tmp_path):

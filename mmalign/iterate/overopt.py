@@ -21,6 +21,7 @@ accuracy for questions). With the oracle as the scorer the two curves are one, a
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 
@@ -40,8 +41,7 @@ def paired_se(before: list[float], after: list[float]) -> float:
     d = [a - b for a, b in zip(after, before) if not (math.isnan(a) or math.isnan(b))]
     if len(d) < 2:
         return 0.0
-    mean = sum(d) / len(d)
-    return math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    return statistics.stdev(d) / math.sqrt(len(d))
 
 
 def parted(history: list[dict], cfg: OverOptConfig) -> list[int]:

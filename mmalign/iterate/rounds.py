@@ -241,9 +241,8 @@ def _check_same_run(out: Path, cfg: IterateConfig) -> None:
         return
     saved, now = yaml.safe_load(saved_file.read_text()), to_dict(cfg)
     defaults = to_dict(IterateConfig())     # a setting added after the run was saved had its default then
-    differ = [k for k in now if k not in RESUMABLE and json.dumps(saved.get(k, defaults[k]), sort_keys=True,
-                                                                  default=str)
-              != json.dumps(now[k], sort_keys=True, default=str)]
+    same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    differ = [k for k in now if k not in RESUMABLE and not same(saved.get(k, defaults[k]), now[k])]
     if differ:
         raise MMAlignError(f"{out} holds an iterative run with other settings ({', '.join(differ)} differ): "
                            "use another out folder, or the same settings to resume it")

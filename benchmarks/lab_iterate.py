@@ -51,6 +51,7 @@ from lab_alignment import FIGURES, write_doc  # the same figures as the method c
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"lab": "iterative DPO", "fixed": "iterative DPO, reference fixed",
         "no_coverage": "iterative DPO, coverage-only caption pairs dropped",
+        "late_coverage": "iterative DPO, coverage-only caption pairs dropped from round 2",
         "offline": "offline DPO, one round, same budget", "online": "online DPO (half of each batch online)",
         "reward_model": "iterative DPO, reward-model labels",
         "reward_model_swap": "iterative DPO, swap-pair reward-model labels"}

@@ -33,9 +33,10 @@ class IterateConfig:
     mode: Literal["best_worst", "all"] = "all"    # label_pairs: every pair of differing scores, or best vs worst
     min_margin: float = 1e-6
     length_balance: bool = True    # sampled pairs whose rejected is systematically longer teach brevity (LAB.md)
-    # false: drop caption pairs that differ only in coverage (same absent objects, more real ones), which teach
-    # "say more" and raised CHAIR-i in round 2 (docs/iterative.md); needs the lab oracle's details
-    coverage_pairs: bool = True
+    # from this round on, drop caption pairs that differ only in coverage (same absent objects, more real ones):
+    # they help round 1 but teach "say more" later and raised CHAIR-i in round 2 (docs/iterative.md); None keeps
+    # them in every round; needs the lab oracle's details
+    drop_coverage_from: int | None = None
     reference: Literal["fixed", "refreshed"] = "refreshed"   # pi_ref: each round's start, or round 1's policy
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)   # each round's training
     # > 0: each round trains ceil(epochs x its pairs / batch) steps instead of preference.train.max_steps (later
@@ -52,6 +53,8 @@ class IterateConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ConfigError(f"tasks: unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+        if self.drop_coverage_from is not None and self.drop_coverage_from < 1:
+            raise ConfigError(f"drop_coverage_from: {self.drop_coverage_from} is not a round (rounds count from 1)")
         if self.epochs < 0:
             raise ConfigError(f"epochs: {self.epochs} is negative")
         if self.sampling.n < 2:

@@ -118,7 +118,7 @@ def filter_pairs(run: Run, k: int, tmp: Path) -> None:
     records = read_preference_file(run.dir(k) / "pairs" / "pairs.jsonl")
     report = {"labelled": len(records)}
     records, report["dedupe"] = filters.dedupe(records)
-    if not run.cfg.coverage_pairs:
+    if run.cfg.drop_coverage_from is not None and k >= run.cfg.drop_coverage_from:
         records, report["coverage_only"] = filters.drop_coverage_only(records)
     if run.cfg.length_balance:
         records, report["length_balance"] = filters.length_balance(records, seed=run.cfg.seed + k)

@@ -30,6 +30,7 @@ class BaseModelConfig:
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(
         max_steps=4000, batch_size=32, lr=2e-3, warmup_steps=100, log_every=100))
     sft_data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    vision_patch_weight: float = 0.0   # > 0: stage 1 adds the per-patch objective (mmalign.train.vision)
     vision_lr_scale: float = 0.3
     control: bool = True            # also train the clean-caption control
     eval_scenes: int = 600
@@ -38,7 +39,7 @@ class BaseModelConfig:
 
 def stage_configs(cfg: BaseModelConfig) -> tuple[VisionConfig, SFTConfig, SFTConfig]:
     out = Path(cfg.out)
-    vision = VisionConfig(world=cfg.world, model=cfg.lab_model,
+    vision = VisionConfig(world=cfg.world, model=cfg.lab_model, patch_weight=cfg.vision_patch_weight,
                           train=replace(cfg.vision, output_dir=str(out / "vision")))
     base = SFTConfig(world=cfg.world, lab_model=cfg.lab_model, vision_init=str(out / "vision" / "model"),
                      vision_lr_scale=cfg.vision_lr_scale, data=cfg.sft_data,

@@ -10,6 +10,7 @@ import yaml
 import torch
 from safetensors.torch import load_file
 
+from mmalign.data.preference import PreferenceRecord, read_preference_file, write_preference_file
 from mmalign.errors import MMAlignError
 from mmalign.iterate import rounds
 from mmalign.iterate.rounds import Run, _check_same_run, round_preference, run_iterate
@@ -134,11 +135,31 @@ def test_a_folder_refuses_other_settings(straight):
 def test_a_setting_added_later_resumes_at_its_default(straight, tmp_path):
     """A run saved before a setting existed holds that setting's default: it resumes, and refuses another value."""
     saved = yaml.safe_load((straight / "config.yaml").read_text())
-    del saved["coverage_pairs"]
+    del saved["drop_coverage_from"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     _check_same_run(tmp_path, small(straight, "preference.train.save_every=2"))
-    with pytest.raises(MMAlignError, match="coverage_pairs"):
-        _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "coverage_pairs=false"))
+    with pytest.raises(MMAlignError, match="drop_coverage_from"):
+        _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "drop_coverage_from=2"))
+
+
+@pytest.mark.parametrize("drop_from, dropped_in", [(None, []), (1, [1, 2]), (2, [2])])
+def test_coverage_only_pairs_are_dropped_from_the_set_round_on(tmp_path, drop_from, dropped_in):
+    """Round k's filter drops the caption pairs that differ only in coverage when k >= drop_coverage_from."""
+    def pair(id, chosen_absent, rejected_absent):
+        return PreferenceRecord(id=id, prompt="describe .", images=[], chosen=f"a red circle {id} .",
+                                rejected=f"a red star {id} .",
+                                meta={"chosen_details": {"n_hallucinated_mentions": chosen_absent},
+                                      "rejected_details": {"n_hallucinated_mentions": rejected_absent}})
+    records = [pair("fewer-absent", 0, 1), pair("coverage", 1, 1), pair("more-absent", 0, 2)]
+    run = Run(small(tmp_path, f"drop_coverage_from={'null' if drop_from is None else drop_from}",
+                    "length_balance=false"))
+    for k in (1, 2):
+        (run.dir(k) / "pairs").mkdir(parents=True)
+        write_preference_file(records, run.dir(k) / "pairs" / "pairs.jsonl")
+        (run.dir(k) / "filtered").mkdir()
+        rounds.filter_pairs(run, k, run.dir(k) / "filtered")
+        kept = [r.id for r in read_preference_file(run.dir(k) / "filtered" / "pairs.jsonl")]
+        assert kept == (["fewer-absent", "more-absent"] if k in dropped_in else [r.id for r in records])
 
 
 def test_epochs_set_each_rounds_steps(straight, tmp_path):

@@ -33,9 +33,9 @@ class IterateConfig:
     mode: Literal["best_worst", "all"] = "all"    # label_pairs: every pair of differing scores, or best vs worst
     min_margin: float = 1e-6
     length_balance: bool = True    # sampled pairs whose rejected is systematically longer teach brevity (LAB.md)
-    # from this round on, drop caption pairs that differ only in coverage (same absent objects, more real ones):
-    # they help round 1 but teach "say more" later and raised CHAIR-i in round 2 (docs/iterative.md); None keeps
-    # them in every round; needs the lab oracle's details
+    # from this round on, drop caption pairs that differ only in coverage (same absent objects, more real ones)
+    # before the length balance; None keeps them in every round. On the lab, dropping them from round 1 or 2 on
+    # ended behind keeping them (docs/iterative.md). Needs the lab oracle's details
     drop_coverage_from: int | None = None
     reference: Literal["fixed", "refreshed"] = "refreshed"   # pi_ref: each round's start, or round 1's policy
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)   # each round's training

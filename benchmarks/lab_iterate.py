@@ -52,11 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"lab": "iterative DPO", "fixed": "iterative DPO, reference fixed",
         "no_coverage": "iterative DPO, coverage-only caption pairs dropped",
         "late_coverage": "iterative DPO, coverage-only caption pairs dropped from round 2",
-        "offline": "offline DPO, one round, same budget", "online": "online DPO (half of each batch online)",
+        "weighted": "iterative DPO, absent mention weighted x2",
+        "offline": "offline DPO, one round, same budget",
+        "offline_weighted": "offline DPO, absent mention weighted x2", "online": "online DPO (half of each batch online)",
         "reward_model": "iterative DPO, reward-model labels",
         "reward_model_swap": "iterative DPO, swap-pair reward-model labels"}
 REWARD_MODELS = {"reward_model": "lab", "reward_model_swap": "lab_swap"}   # run -> configs/reward/<name>.yaml
-ONE_ROUND = ("offline", "online")
+ONE_ROUND = ("offline", "offline_weighted", "online")
 SHOWN = [f for f in FIGURES if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "CHAIR-s", "caption recall",
                                          "POPE adversarial acc", "POPE random acc")]
 PLOTTED = [f for f in SHOWN if f[0] in ("partner rate, noisy pairs (mean)", "CHAIR-i", "caption recall",

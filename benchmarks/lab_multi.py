@@ -1,4 +1,4 @@
-"""Multi-image and video preference training on the lab, from the shipped base model.
+"""Multi-image and video preference training on the lab, from the shipped base model (or ``--model``).
 
     OMP_NUM_THREADS=1 python benchmarks/lab_multi.py --seeds 0,1,2 --out runs/lab_multi
 
@@ -63,7 +63,7 @@ def multi_pairs(n: int, split: str = "train") -> list[PreferenceRecord]:
 
 def train_dpo(loss: str, pairs: Path, out: Path, seed: int, args) -> Path:
     cfg = PreferenceConfig(
-        world=WORLD, model=ModelConfig(path=SHIPPED_BASE), cache_dir=str(out / "cache"), eval_scenes=0,
+        world=WORLD, model=ModelConfig(path=args.model), cache_dir=str(out / "cache"), eval_scenes=0,
         loss=LossConfig(name=loss, nll_weight=1.0),
         data=PreferenceDataConfig(source=str(pairs), val_size=min(128, args.pairs // 4)),
         train=TrainConfig(output_dir=str(out / f"{loss}-seed{seed}"), max_steps=args.steps, batch_size=16,
@@ -74,7 +74,7 @@ def train_dpo(loss: str, pairs: Path, out: Path, seed: int, args) -> Path:
 
 
 def train_sft(out: Path, seed: int, args) -> Path:
-    cfg = load_config(SFTConfig, None, [f"model.path={SHIPPED_BASE}", "data.mix={multi_image: 1, video: 1}",
+    cfg = load_config(SFTConfig, None, [f"model.path={args.model}", "data.mix={multi_image: 1, video: 1}",
                                         "data.task_weights={}", f"train.output_dir={out / f'sft-seed{seed}'}",
                                         f"train.max_steps={args.steps}", "train.batch_size=16", f"train.lr={args.lr}",
                                         "train.warmup_steps=20", "train.log_every=50", "train.threads=1",
@@ -135,12 +135,13 @@ def main() -> None:
     ap.add_argument("--methods", default="dpo,mdpo,sft")
     ap.add_argument("--n-scenes", type=int, default=600)
     ap.add_argument("--n-per-task", type=int, default=400)
+    ap.add_argument("--model", default=SHIPPED_BASE, help="the model every method starts from")
     args = ap.parse_args()
     out, seeds = Path(args.out), [int(s) for s in args.seeds.split(",")]
     pairs = out / "pairs.jsonl"
     if not pairs.exists():
         write_preference_file(multi_pairs(args.pairs) + lab_pairs(WORLD, LabPairsConfig(n=args.lab_pairs)), pairs)
-    results = {"base model": [figures(Path(SHIPPED_BASE), out / "eval-base", args.n_scenes, args.n_per_task)]}
+    results = {"base model": [figures(Path(args.model), out / "eval-base", args.n_scenes, args.n_per_task)]}
     for method in args.methods.split(","):
         results[method] = []
         for seed in seeds:

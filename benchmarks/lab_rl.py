@@ -101,17 +101,19 @@ def reward_model(out: Path, demo: str) -> dict:
             "swap": json.loads((folder / "swap_accuracy.json").read_text())}
 
 
-def run(demo: str, seed: int, out: Path) -> dict:
-    """``{"before", "after", "curve"}`` of one run; ``curve`` is ``[(rl_step, eval metrics)]`` from step 0."""
+def run(demo: str, seed: int, out: Path, model: str = "") -> dict:
+    """``{"before", "after", "curve"}`` of one run; ``curve`` is ``[(rl_step, eval metrics)]`` from step 0.
+    ``model``: the policy to start from instead of the config's (the shipped base)."""
     folder = out / f"{demo}-seed{seed}"
     config = DEMOS[demo][0]
+    policy = [f"model.path={model}"] if model else []
     if not (folder / "eval.json").exists():
-        overrides = [f"train.seed={seed}", f"train.output_dir={folder}", "train.threads=1"]
+        overrides = [f"train.seed={seed}", f"train.output_dir={folder}", "train.threads=1", *policy]
         if DEMOS[demo][1]:
             overrides.append(f"reward_model={reward_model(out, demo)['folder']}")
         run_rl(load_config(RLConfig, ROOT / config, overrides))
     ev = json.loads((folder / "eval.json").read_text())
-    cfg = load_config(RLConfig, ROOT / config)
+    cfg = load_config(RLConfig, ROOT / config, policy)
     per_step = None
     curve = [(0, ev["before"])]
     for line in (folder / "metrics.jsonl").read_text().splitlines():
@@ -169,6 +171,7 @@ def main() -> None:
     ap.add_argument("--demo-seeds", default="", help="per-demonstration seeds over --seeds, e.g. 'arithmetic=0;ground=0,1'")
     ap.add_argument("--out", default="runs/lab_rl")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "rl.md"))
+    ap.add_argument("--model", default="", help="the policy to start from (default: each config's, the shipped base)")
     args = ap.parse_args()
     out = Path(args.out)
     demos = args.demos.split(",")
@@ -176,7 +179,7 @@ def main() -> None:
     for part in filter(None, args.demo_seeds.split(";")):
         demo, _, given = part.partition("=")
         seeds[demo] = [int(s) for s in given.split(",")]
-    results = {d: [run(d, s, out) for s in seeds[d]] for d in demos}
+    results = {d: [run(d, s, out, args.model) for s in seeds[d]] for d in demos}
     text = table(results)
     for d in (d for d in demos if DEMOS[d][1]):
         rm = reward_model(out, d)
@@ -190,11 +193,12 @@ def main() -> None:
     configs = ", ".join(dict.fromkeys(f"`{DEMOS[d][0]}`" for d in demos))
     write_doc(doc,
         "# Online RL on the lab\n\n"
-        f"From the shipped base model, each demonstration with its config ({configs}), seeds "
+        f"From {f'`{args.model}`' if args.model else 'the shipped base model'}, each demonstration with its config ({configs}), seeds "
         f"{', '.join(f'{d} {seeds[d]}' for d in demos)}; greedy "
         "answers on 200 held-out val prompts per task, before RL, during it and after. The curves show every "
         "evaluation of every seed.\n\n"
         f"Command: `python benchmarks/lab_rl.py --demos {args.demos} --seeds {args.seeds}"
+        + (f" --model {args.model} --out {args.out} --doc {args.doc}" if args.model else "")
         + (f" --demo-seeds '{args.demo_seeds}'" if args.demo_seeds else "") + "`\n\n"
         f"{text}\n\n![curves]({doc.with_suffix('.png').name})\n")
 

@@ -76,6 +76,8 @@ def test_oracle_caption_score_is_covered_minus_hallucinated_mentions():
     scored = make_scorer("oracle")(ex, responses)
     assert scored.values == [2.0, 1.0, 1.0, -2.0, 1.0, 0.0]
     assert scored.details[2]["hallucinated"] == ["square"]
+    # an absent mention at twice a real one's worth: "one more real, one more absent" now loses to the shorter
+    assert make_scorer("oracle", hallucination_weight=2.0)(ex, responses).values == [2.0, 1.0, 0.0, -4.0, 1.0, 0.0]
 
 
 def test_oracle_short_answers_are_exact_matches_and_boxes_their_iou():

@@ -100,6 +100,11 @@ def test_online_settings_checked():
         load_config(PreferenceConfig, CONFIGS / "kto.yaml", ["online.fraction=0.5"])
     with pytest.raises(ConfigError, match="reward_model"):
         load_config(PreferenceConfig, None, ["online.fraction=0.5", "online.scorer.name=reward_model"])
+    with pytest.raises(ConfigError, match="hallucination_weight"):
+        load_config(PreferenceConfig, None, ["online.scorer.name=lab_judge", "online.scorer.hallucination_weight=2"])
+    caption = make_example(WorldConfig(), "caption", "val", 0)
+    absent = next(c for c in WorldConfig().categories if c not in caption["meta"]["objects"])
+    assert build_scorer(ScorerConfig(hallucination_weight=3.0))(caption, [f"a {absent} ."]).values == [-3.0]
     assert build_scorer(ScorerConfig("lab_judge"))(make_example(WorldConfig(), "exist", "val", 0), ["yes", "no"]).values \
         in ([10.0, 1.0], [1.0, 10.0])
 

@@ -2,7 +2,7 @@
 
 | ``name``       | labels with                                                                        |
 |----------------|------------------------------------------------------------------------------------|
-| ``oracle``     | the lab's ground truth (the default on the lab)                                    |
+| ``oracle``     | the lab's ground truth (the default on the lab); ``hallucination_weight: W`` prices an absent mention at W |
 | ``reward_model`` | a reward-model folder (``mmalign reward``), ``reward_model: DIR``                |
 | ``lab_judge``  | the lab judge's 1-10 rating                                                        |
 | ``judge``      | an OpenAI-compatible judge's 1-10 rating (``judge.*``; a reply that does not parse is left out) |
@@ -21,9 +21,12 @@ from mmalign.judge.client import JudgeConfig
 class ScorerConfig:
     name: Literal["oracle", "reward_model", "lab_judge", "judge"] = "oracle"
     reward_model: str = ""         # reward_model: the folder
+    hallucination_weight: float = 1.0   # oracle: what an absent mention costs against a real one's +1 (captions)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def validate(self) -> None:
+        if self.hallucination_weight != 1.0 and self.name != "oracle":
+            raise ConfigError(f"scorer.hallucination_weight is the oracle's setting (scorer.name is '{self.name}')")
         if self.name == "reward_model" and not self.reward_model:
             raise ConfigError("scorer.name=reward_model needs scorer.reward_model=<reward-model folder>")
 
@@ -38,4 +41,6 @@ def build_scorer(cfg: ScorerConfig) -> Scorer:
         client = JudgeClient(cfg.judge)
         return make_scorer("judge", client=lambda messages: client.chat(messages).text, parse=parse_rating,
                            judge_id=client.judge["id"])
+    if cfg.name == "oracle":
+        return make_scorer("oracle", hallucination_weight=cfg.hallucination_weight)
     return make_scorer(cfg.name)

@@ -7,11 +7,13 @@ from mmalign.eval import lab_judge as judge
 from mmalign.world.scoring import score_example
 
 
-def oracle(example: dict, responses: list[str]) -> Scores:
+def oracle(example: dict, responses: list[str], *, hallucination_weight: float = 1.0) -> Scores:
     """Score each response against the example's ground truth (``mmalign.world.scoring.score_example``).
 
-    * captions: ``|covered| - n_hallucinated_mentions``: +1 for each present category the caption names
-      (once, however often), -1 for every mention of an absent one (each mention, as CHAIR-i counts them).
+    * captions: ``|covered| - w * n_hallucinated_mentions``: +1 for each present category the caption names
+      (once, however often), -w for every mention of an absent one (each mention, as CHAIR-i counts them).
+      ``w = hallucination_weight``: 1 trades recall and CHAIR-i evenly; above 1 an absent mention costs more
+      than a real one gains, as RLHF-V's hallucination-first annotation ranks answers.
       Colours are not scored, as CHAIR and recall, the figures alignment is judged by, do not score them.
     * grounding: the IoU of the box with the true one.
     * every other task (yes/no, counts, colours, relations, multi-image, video, safety): 1 if correct, else 0
@@ -21,7 +23,7 @@ def oracle(example: dict, responses: list[str]) -> Scores:
     """
     details = [score_example(example, r) for r in responses]
     if example["task"] == "caption":
-        values = [len(d["covered"]) - d["n_hallucinated_mentions"] for d in details]
+        values = [len(d["covered"]) - hallucination_weight * d["n_hallucinated_mentions"] for d in details]
     elif example["task"] == "ground":
         values = [d["iou"] for d in details]
     else:

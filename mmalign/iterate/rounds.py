@@ -234,15 +234,28 @@ def _last_train_metrics(folder: Path) -> dict:
     return logged[-1] if logged else {}
 
 
+def _with_defaults(saved: dict, default) -> dict:
+    """``saved`` with each setting it lacks taken from the dataclass ``default``, section by section (a dict-valued
+    setting such as ``tasks`` is kept whole: its entries are data, not settings)."""
+    out = dict(saved)
+    for f in dataclasses.fields(default):
+        value = getattr(default, f.name)
+        if f.name not in out:
+            out[f.name] = to_dict(value)
+        elif dataclasses.is_dataclass(value) and isinstance(out[f.name], dict):
+            out[f.name] = _with_defaults(out[f.name], value)
+    return out
+
+
 def _check_same_run(out: Path, cfg: IterateConfig) -> None:
     """A folder holds one run: a rerun may add rounds or change the over-optimisation stop, nothing else."""
     saved_file = out / "config.yaml"
     if not saved_file.exists():
         return
-    saved, now = yaml.safe_load(saved_file.read_text()), to_dict(cfg)
-    defaults = to_dict(IterateConfig())     # a setting added after the run was saved had its default then
+    # a setting added after the run was saved, at any depth, had its default then
+    saved, now = _with_defaults(yaml.safe_load(saved_file.read_text()), IterateConfig()), to_dict(cfg)
     same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-    differ = [k for k in now if k not in RESUMABLE and not same(saved.get(k, defaults[k]), now[k])]
+    differ = [k for k in now if k not in RESUMABLE and not same(saved[k], now[k])]
     if differ:
         raise MMAlignError(f"{out} holds an iterative run with other settings ({', '.join(differ)} differ): "
                            "use another out folder, or the same settings to resume it")

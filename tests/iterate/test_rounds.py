@@ -133,13 +133,18 @@ def test_a_folder_refuses_other_settings(straight):
 
 
 def test_a_setting_added_later_resumes_at_its_default(straight, tmp_path):
-    """A run saved before a setting existed holds that setting's default: it resumes, and refuses another value."""
+    """A run saved before a setting existed holds that setting's default, at the top or inside a section: it
+    resumes, and refuses another value."""
     saved = yaml.safe_load((straight / "config.yaml").read_text())
     del saved["drop_coverage_from"]
+    del saved["scorer"]["hallucination_weight"]
+    del saved["preference"]["online"]["scorer"]["hallucination_weight"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     _check_same_run(tmp_path, small(straight, "preference.train.save_every=2"))
     with pytest.raises(MMAlignError, match="drop_coverage_from"):
         _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "drop_coverage_from=2"))
+    with pytest.raises(MMAlignError, match="scorer"):
+        _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "scorer.hallucination_weight=2"))
 
 
 @pytest.mark.parametrize("drop_from, dropped_in", [(None, []), (1, [1, 2]), (2, [2])])

@@ -78,6 +78,7 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
     order = sorted(range(len(examples)), key=lambda i: (examples[i].get("task", ""), len(examples[i]["images"])))
     rows = [(i, k) for i in order for k in range(n)]
     tokenizer = processor.tokenizer
+    placeholders = placeholder_ids(processor)
     ids: list[list[list[int]]] = [[[] for _ in range(n)] for _ in examples]
     was_training = model.training
     model.eval()
@@ -88,6 +89,7 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
         inputs = build_inputs(processor, batch, for_generation=True).to(model.device)
         gen = model.generate(**inputs, do_sample=False, max_new_tokens=max(budget(e) for e in batch),
                              logits_processor=_warpers(temperature, top_p, chunk, seed, first_prompt, model.device),
+                             suppress_tokens=placeholders or None,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for (i, k), row in zip(chunk, gen[:, inputs["input_ids"].shape[1]:].tolist()):
             ids[i][k] = _until_eos(row, tokenizer.eos_token_id)
@@ -97,6 +99,13 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
     texts = [[tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in ids]
     stopped = [[bool(t) and t[-1] == tokenizer.eos_token_id for t in row] for row in ids]
     return Samples(texts=texts, token_ids=ids, stopped=stopped)
+
+
+def placeholder_ids(processor) -> list[int]:
+    """The ids of the processor's image, video and audio placeholder tokens. A sampled completion must never hold
+    one: scoring it again (log-probs, the next turn) would expand it into features that do not exist."""
+    tokens = [getattr(processor, a, None) for a in ("image_token", "video_token", "audio_token")]
+    return [processor.tokenizer.convert_tokens_to_ids(t) for t in tokens if isinstance(t, str)]
 
 
 def _warpers(temperature: float, top_p: float, chunk: list[tuple[int, int]], seed: int, first_prompt: int,

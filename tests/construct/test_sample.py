@@ -12,7 +12,7 @@ from mmalign.construct.sample import SamplingConfig, self_annotate
 from mmalign.construct.scorers import make_scorer
 from mmalign.errors import MMAlignError
 from mmalign.eval.lab import generate
-from mmalign.models.generate import RowGumbelNoise, answer_probs, sample_responses
+from mmalign.models.generate import RowGumbelNoise, answer_probs, placeholder_ids, sample_responses
 from mmalign.models.inputs import build_inputs
 from mmalign.models.load import ModelConfig, load_model
 from mmalign.models.tiny import FAMILIES, build_llava
@@ -115,6 +115,22 @@ def test_generation_stops_at_the_end_of_turn_token(stopping):
         assert len(ids) == 6 or stop
         assert text == processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
     assert out.lengths == [[len(ids) for ids in row] for row in out.token_ids]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_placeholder_tokens_are_never_sampled(models, family):
+    """A model biased hard towards its image (and video) placeholder tokens still samples none: a completion
+    holding one would be expanded into image features when its log-probs are computed."""
+    model, processor = models[family]
+    ids = placeholder_ids(processor)
+    assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) in ids
+    model.generation_config.sequence_bias = {(i,): 20.0 for i in ids}
+    try:
+        out = sample(model, processor, examples(SIZE[family]), n=4)
+        greedy = sample(model, processor, examples(SIZE[family]), n=1, temperature=0.0)
+    finally:
+        model.generation_config.sequence_bias = None
+    assert not {i for o in (out, greedy) for row in o.token_ids for t in row for i in t} & set(ids)
 
 
 def test_bad_settings_are_refused(models):

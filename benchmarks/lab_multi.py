@@ -46,11 +46,11 @@ WRONG = {"first": ["second"], "second": ["first"], "yes": ["no"], "no": ["yes"],
 STREAM = 7000   # the wrong answers' rng, apart from the task generators'
 
 
-def multi_pairs(n: int, split: str = "train") -> list[PreferenceRecord]:
-    """``n`` pairs, alternating the two tasks, on scenes ``0..n-1`` of ``split`` (module docstring)."""
+def multi_pairs(n: int, split: str = "train", tasks: tuple[str, ...] = TASKS) -> list[PreferenceRecord]:
+    """``n`` pairs, alternating ``tasks``, on scenes ``0..n-1`` of ``split`` (module docstring)."""
     out = []
     for i in range(n):
-        task = TASKS[i % 2]
+        task = tasks[i % len(tasks)]
         ex = make_example(WORLD, task, split, i)
         rng = np.random.default_rng([WORLD.seed, STREAM, i])
         wrong = WRONG[ex["answer"]]
@@ -74,7 +74,8 @@ def train_dpo(loss: str, pairs: Path, out: Path, seed: int, args) -> Path:
 
 
 def train_sft(out: Path, seed: int, args) -> Path:
-    cfg = load_config(SFTConfig, None, [f"model.path={args.model}", "data.mix={multi_image: 1, video: 1}",
+    mix = "{" + ", ".join(f"{t}: 1" for t in args.tasks.split(",")) + "}"
+    cfg = load_config(SFTConfig, None, [f"model.path={args.model}", f"data.mix={mix}",
                                         "data.task_weights={}", f"train.output_dir={out / f'sft-seed{seed}'}",
                                         f"train.max_steps={args.steps}", "train.batch_size=16", f"train.lr={args.lr}",
                                         "train.warmup_steps=20", "train.log_every=50", "train.threads=1",
@@ -136,11 +137,13 @@ def main() -> None:
     ap.add_argument("--n-scenes", type=int, default=600)
     ap.add_argument("--n-per-task", type=int, default=400)
     ap.add_argument("--model", default=SHIPPED_BASE, help="the model every method starts from")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="the pairs' (and the SFT control's) tasks")
     args = ap.parse_args()
     out, seeds = Path(args.out), [int(s) for s in args.seeds.split(",")]
     pairs = out / "pairs.jsonl"
     if not pairs.exists():
-        write_preference_file(multi_pairs(args.pairs) + lab_pairs(WORLD, LabPairsConfig(n=args.lab_pairs)), pairs)
+        lab = lab_pairs(WORLD, LabPairsConfig(n=args.lab_pairs)) if args.lab_pairs else []
+        write_preference_file(multi_pairs(args.pairs, tasks=tuple(args.tasks.split(","))) + lab, pairs)
     results = {"base model": [figures(Path(args.model), out / "eval-base", args.n_scenes, args.n_per_task)]}
     for method in args.methods.split(","):
         results[method] = []

@@ -85,12 +85,14 @@ def hallucination_split(folder: str, cache: Path) -> dict:
     return json.loads(cache.read_text())
 
 
-def reward_model(out: Path, demo: str) -> dict:
-    """``demo``'s reward model, trained once (``reward_folder``): its folder, its held-out pairwise accuracy on the
-    lab's test pairs and on test swap pairs (``lab.swap``: a real object swapped for an unrelated absent one)."""
+def reward_model(out: Path, demo: str, model: str = "") -> dict:
+    """``demo``'s reward model, trained once (``reward_folder``) from ``model`` (default: the config's, the shipped
+    base): its folder, its held-out pairwise accuracy on the lab's test pairs and on test swap pairs
+    (``lab.swap``: a real object swapped for an unrelated absent one)."""
     folder = reward_folder(out, demo)
     if not (folder / "test_accuracy.json").exists():
-        cfg = load_config(RewardConfig, ROOT / DEMOS[demo][1], [f"train.output_dir={folder}", "train.threads=1"])
+        cfg = load_config(RewardConfig, ROOT / DEMOS[demo][1], [f"train.output_dir={folder}", "train.threads=1",
+                                                                *([f"model.path={model}"] if model else [])])
         train_reward_model(cfg)
     if not (folder / "swap_accuracy.json").exists():
         swaps = lab_pairs(WorldConfig(), LabPairsConfig(n=300, split="test", tasks={"caption": 1.0}, balance=0.0,
@@ -110,7 +112,7 @@ def run(demo: str, seed: int, out: Path, model: str = "") -> dict:
     if not (folder / "eval.json").exists():
         overrides = [f"train.seed={seed}", f"train.output_dir={folder}", "train.threads=1", *policy]
         if DEMOS[demo][1]:
-            overrides.append(f"reward_model={reward_model(out, demo)['folder']}")
+            overrides.append(f"reward_model={reward_model(out, demo, model)['folder']}")
         run_rl(load_config(RLConfig, ROOT / config, overrides))
     ev = json.loads((folder / "eval.json").read_text())
     cfg = load_config(RLConfig, ROOT / config, policy)
@@ -182,7 +184,7 @@ def main() -> None:
     results = {d: [run(d, s, out, args.model) for s in seeds[d]] for d in demos}
     text = table(results)
     for d in (d for d in demos if DEMOS[d][1]):
-        rm = reward_model(out, d)
+        rm = reward_model(out, d, args.model)
         by = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in rm["test"].get("by_kind", {}).items())
         text += (f"\n\nReward model of {d} (`{DEMOS[d][1]}`): pairwise accuracy {rm['test']['accuracy']:.3f} on "
                  f"{rm['test']['n']} held-out test pairs ({by}); {rm['swap']['accuracy']:.3f} on "

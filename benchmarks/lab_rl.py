@@ -49,6 +49,7 @@ CAPTION_FIGURES = [
     ("partner mentions / mentions", "split/partner", True), ("other absent mentions / mentions", "split/other", True)]
 # name -> (RL config, reward-model config or None, [(label, eval key, lower is better)])
 DEMOS = {
+    "count": ("configs/rl/grpo_count.yaml", None, [("counting accuracy", "eval/count/accuracy", False)]),
     "arithmetic": ("configs/rl/grpo_arithmetic.yaml", None, [
         ("arithmetic accuracy", "eval/arithmetic/accuracy", False)]),
     "ground": ("configs/rl/grpo_ground.yaml", None, [

@@ -145,6 +145,9 @@ def test_a_setting_added_later_resumes_at_its_default(straight, tmp_path):
         _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "drop_coverage_from=2"))
     with pytest.raises(MMAlignError, match="scorer"):
         _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "scorer.hallucination_weight=2"))
+    saved["tasks"] = {"caption": 1.0}     # a dict setting's entries are data: the default's are not merged in
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    _check_same_run(tmp_path, small(straight, "preference.train.save_every=2", "tasks={caption: 1.0}"))
 
 
 @pytest.mark.parametrize("drop_from, dropped_in", [(None, []), (1, [1, 2]), (2, [2])])

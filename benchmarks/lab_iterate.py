@@ -130,7 +130,8 @@ def table(results: dict[str, list[dict]]) -> str:
 
 
 def plot(results: dict[str, list[dict]], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.8))
+    rows = -(-len(results) // 3)                       # the legend's rows, under the panels
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.4 + 0.18 * rows))
     for ax, (label, get, _) in zip(axes, PLOTTED):
         for j, (name, summaries) in enumerate(results.items()):
             n = min(s["rounds_run"] for s in summaries)
@@ -145,8 +146,9 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         ax.set_xlabel("round (one-round runs at the 3-round budget)", fontsize=7)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

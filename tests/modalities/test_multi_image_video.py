@@ -1,4 +1,4 @@
-"""Several images per prompt and video as frames, through the preference trainer (packed and concatenated) for
+"""Several images per prompt and video as frames, through the preference trainer (packed and concatenated), SFT, the reward model and RL, for
 LLaVA-style interleaved images and Qwen2-VL. Qwen2-VL's own video grids need its video processor, which imports
 torchvision (not importable beside the CPU torch build), so its videos train as frames here too."""
 from __future__ import annotations
@@ -57,3 +57,26 @@ def test_multi_image_and_video_records_train(tmp_path, family, packed):
     trained, _ = load_model(ModelConfig(path=str(tmp_path / "out" / "model")))
     before, after = margins(model, processor, recs[:6]), margins(trained, processor, recs[:6])
     assert after.mean() > before.mean() + 0.5, (before, after)
+
+
+def test_sft_reward_and_rl_trainers_take_several_images(tmp_path):
+    """The other trainers on the lab's multi-image and video tasks (2 images, 4 frames) from the shipped base: each
+    runs its steps and saves a model that loads."""
+    from mmalign.config import load_config
+    from mmalign.reward.train import RewardConfig, train_reward_model
+    from mmalign.rl.config import RLConfig
+    from mmalign.rl.trainer import run_rl
+    from mmalign.train.preference import SHIPPED_BASE
+    from mmalign.train.sft import SFTConfig, run_sft
+
+    common = ["train.max_steps=2", "train.batch_size=4", "train.eval_every=0", "train.threads=1"]
+    run_sft(load_config(SFTConfig, None, [*common, f"model.path={SHIPPED_BASE}",
+                                          "data.mix={multi_image: 1, video: 1}", f"train.output_dir={tmp_path / 'sft'}"]))
+    pairs = write_preference_file(records(6), tmp_path / "p.jsonl")
+    train_reward_model(load_config(RewardConfig, None, [*common, f"data.source={pairs}", "data.val_size=4",
+                                                        "data.test_size=0", f"train.output_dir={tmp_path / 'rm'}"]))
+    run_rl(load_config(RLConfig, None, [*common, "tasks={multi_image: 1, video: 1}", "rewards={lab_accuracy: 1}",
+                                        "rollout.prompts=4", "rollout.group_size=2", "rollout.max_new_tokens=4",
+                                        "eval.n_per_task=0", f"train.output_dir={tmp_path / 'rl'}"]))
+    for name in ("sft", "rm", "rl"):
+        load_model(ModelConfig(path=str(tmp_path / name / "model")))

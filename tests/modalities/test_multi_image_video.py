@@ -1,6 +1,7 @@
-"""Several images per prompt and video as frames, through the preference trainer (packed and concatenated), SFT, the reward model and RL, for
-LLaVA-style interleaved images and Qwen2-VL. Qwen2-VL's own video grids need its video processor, which imports
-torchvision (not importable beside the CPU torch build), so its videos train as frames here too."""
+"""Several images per prompt and video as frames, through the preference trainer (packed and concatenated) for
+LLaVA-style interleaved images and Qwen2-VL, and through SFT, the reward model and RL on the lab. Qwen2-VL's own
+video grids need its video processor, which imports torchvision (not importable beside the CPU torch build), so
+its videos train as frames here too."""
 from __future__ import annotations
 
 import pytest

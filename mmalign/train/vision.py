@@ -166,17 +166,22 @@ def load_scorer(folder: str | Path) -> tuple[CLIPVisionModel, VisionHead, list[s
     return tower, head.eval(), names
 
 
+def _val_batches(world: WorldConfig, n: int, size: int = 100):
+    """The first ``n`` val-split scenes, ``size`` at a time, with their pixel values."""
+    proc = image_processor(world.image_size)
+    for start in range(0, n, size):
+        scenes = [sample_scene(world, "val", i) for i in range(start, min(n, start + size))]
+        yield scenes, proc([render(s, world) for s in scenes], return_tensors="pt")["pixel_values"]
+
+
 @torch.no_grad()
 def evaluate_vision(tower, head, world: WorldConfig, names: list[str], n: int) -> dict:
     """Held-out (val split) category detection: recall on normal and faint objects, false-positive rate, and
     exact colour-shape binding accuracy."""
     tower.eval()
-    proc = image_processor(world.image_size)
     hits = {"normal": [0, 0], "faint": [0, 0]}
     fp, neg, bind = 0, 0, [0, 0]
-    for start in range(0, n, 100):
-        scenes = [sample_scene(world, "val", i) for i in range(start, min(n, start + 100))]
-        pix = proc([render(s, world) for s in scenes], return_tensors="pt")["pixel_values"]
+    for scenes, pix in _val_batches(world, n):
         probs = torch.sigmoid(head(tower, pix))
         for s, p in zip(scenes, probs):
             on = {c: float(p[names.index(c)]) for c in world.categories}
@@ -201,11 +206,8 @@ def evaluate_patches(tower, patch_head: VisionHead, cfg: VisionConfig, names: li
     """Held-out (val split) localisation from the patch head alone: the share of objects for which the patch where
     the head is surest of the object's (colour, category) is one that holds the object."""
     tower.eval()
-    proc = image_processor(cfg.world.image_size)
     hit = total = 0
-    for start in range(0, cfg.eval_scenes, 100):
-        scenes = [sample_scene(cfg.world, "val", i) for i in range(start, min(cfg.eval_scenes, start + 100))]
-        pix = proc([render(s, cfg.world) for s in scenes], return_tensors="pt")["pixel_values"]
+    for scenes, pix in _val_batches(cfg.world, cfg.eval_scenes):
         logits = patch_head.logits(tower(pixel_values=pix).last_hidden_state[:, 1:])
         for s, lg in zip(scenes, logits):
             truth = patch_labels(s, names, cfg.world, cfg.model.patch_size, cfg.patch_min_pixels)

@@ -2,10 +2,12 @@
 
     python benchmarks/lab_rl.py --demos arithmetic,ground,rm_caption,rm_swap_caption --seeds 0,1,2 --out runs/lab_rl
 
-Demonstrations (``DEMOS``): GRPO with verifiable rewards on visual arithmetic and on grounding, and GRPO on
-captions against a trained reward model (``mmalign reward``, trained once here): the lab's reward model
-(``configs/reward/lab.yaml``) and one trained with swap pairs as well (``configs/reward/lab_swap.yaml``). Each
-reward model's held-out pairwise accuracy, on the lab's test pairs and on test swap pairs, is reported beside it.
+Demonstrations (``DEMOS``): GRPO with verifiable rewards on counting (figures split by the true count,
+``count_split``), visual arithmetic and grounding, and GRPO on captions against a trained reward model
+(``mmalign reward``, trained once here): the lab's reward model (``configs/reward/lab.yaml``) and one trained with
+swap pairs as well (``configs/reward/lab_swap.yaml``). Each reward model's held-out pairwise accuracy, on the lab's
+test pairs and on test swap pairs, is reported beside it. ``--model`` starts every run (and the reward models) from
+another base: the counting figures in docs/rl_count.md start from ``configs/base/few_counts.yaml``'s.
 
 A seed changes the sampling seeds and the minibatch order (``train.seed``); the prompts are the same stream. Each run
 evaluates greedy answers on held-out val prompts before, every ``train.eval_every`` RL steps, and after
@@ -37,7 +39,7 @@ from mmalign.rl.config import RLConfig
 from mmalign.rl.trainer import eval_examples, run_rl
 from mmalign.world.preference import LabPairsConfig, lab_pairs
 from mmalign.world.scenes import WorldConfig
-from mmalign.world.scoring import mentioned_objects
+from mmalign.world.scoring import mentioned_objects, score_example
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_alignment import write_doc  # keeps the written reading across reruns
@@ -49,7 +51,8 @@ CAPTION_FIGURES = [
     ("partner mentions / mentions", "split/partner", True), ("other absent mentions / mentions", "split/other", True)]
 # name -> (RL config, reward-model config or None, [(label, eval key, lower is better)])
 DEMOS = {
-    "count": ("configs/rl/grpo_count.yaml", None, [("counting accuracy", "eval/count/accuracy", False)]),
+    "count": ("configs/rl/grpo_count.yaml", None, [("counting accuracy", "eval/count/accuracy", False)] + [
+        (f"… on scenes of {k} object{'s' * (k > 1)}", f"by_count/{k}", False) for k in range(1, 5)]),
     "arithmetic": ("configs/rl/grpo_arithmetic.yaml", None, [
         ("arithmetic accuracy", "eval/arithmetic/accuracy", False)]),
     "ground": ("configs/rl/grpo_ground.yaml", None, [
@@ -83,6 +86,19 @@ def hallucination_split(folder: str, cache: Path) -> dict:
                     partner += cfg.world.partner(c) in present
                     other += cfg.world.partner(c) not in present
         cache.write_text(json.dumps({"partner": partner / mentions, "other": other / mentions, "mentions": mentions}))
+    return json.loads(cache.read_text())
+
+
+def count_split(folder: str, cache: Path) -> dict:
+    """Greedy counting accuracy on the run's held-out count prompts split by the true count: which scenes RL
+    taught the policy to count (``by_count/<k>``)."""
+    if not cache.exists():
+        examples = eval_examples(load_config(RLConfig, ROOT / DEMOS["count"][0]))
+        model, processor = load_model(ModelConfig(path=folder))
+        hits: dict[str, list[bool]] = {}
+        for ex, answer in zip(examples, generate(model, processor, examples, desc=None)):
+            hits.setdefault(ex["answer"], []).append(score_example(ex, answer)["correct"])
+        cache.write_text(json.dumps({f"by_count/{k}": sum(v) / len(v) for k, v in sorted(hits.items())}))
     return json.loads(cache.read_text())
 
 
@@ -131,6 +147,9 @@ def run(demo: str, seed: int, out: Path, model: str = "") -> dict:
         ev["before"] |= {f"split/{k}": v for k, v in hallucination_split(cfg.model.path, out / "base-split.json").items()}
         ev["after"] |= {f"split/{k}": v for k, v in hallucination_split(str(folder / "model"),
                                                                       folder / "split.json").items()}
+    if demo == "count":
+        ev["before"] |= count_split(cfg.model.path, out / "base-count.json")
+        ev["after"] |= count_split(str(folder / "model"), folder / "count.json")
     return {"before": ev["before"], "after": ev["after"], "curve": curve}
 
 

@@ -39,7 +39,7 @@ token), ``rollout/kl`` (KL of the rollout to the reference), ``ds/kept_share``, 
 
 Not in this trainer: PRIME (its implicit PRM needs a second trained model) and a vLLM rollout backend
 (``rollout`` module docstring). Lab results (GRPO on arithmetic and grounding, GRPO against reward models, with
-the reward hacking seen): docs/rl.md, from ``benchmarks/lab_rl.py``.
+the reward hacking seen): docs/rl.md; GRPO on counting: docs/rl_count.md; both from ``benchmarks/lab_rl.py``.
 """
 from __future__ import annotations
 

@@ -7,10 +7,14 @@ generator per row, seeded by ``(seed, prompt index, sample index)``, so sample `
 whatever the batch size or the other prompts in its batch (RLAIF-V samples its candidates "with different seeds
 under the same decoding setup"; here each candidate has its own). ``torch.multinomial`` over a batch would tie
 every sample to its batch-mates.
+
+Stop strings end a completion once its *decoded* text holds one of them (``StopOnStrings``); the completion keeps
+the tokens that spelled it, as it keeps its end-of-turn token. Transformers' own ``stop_strings`` matches token
+strings, which differ from the decoded text for word-level tokenizers (the lab's decodes "< answer >" with spaces).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,8 @@ from tqdm.auto import tqdm
 from transformers.generation import (
     LogitsProcessor,
     LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
@@ -30,7 +36,8 @@ from mmalign.models.inputs import build_inputs
 @dataclass
 class Samples:
     """``n`` completions per prompt, in the prompts' order. ``token_ids`` are the generated ids up to and
-    including the end-of-turn token; ``stopped`` is False where a completion ran into ``max_new_tokens``."""
+    including the end-of-turn token (or the token that completed a stop string); ``stopped`` is False where a
+    completion ran into ``max_new_tokens``."""
     texts: list[list[str]]
     token_ids: list[list[list[int]]]
     stopped: list[list[bool]]
@@ -57,20 +64,36 @@ def row_seed(seed: int, prompt: int, sample: int) -> int:
     return int(np.random.SeedSequence([seed, prompt, sample]).generate_state(1, dtype=np.uint64)[0])
 
 
+class StopOnStrings(StoppingCriteria):
+    """Ends a row once the text it generated after column ``start`` (the prompt's width), decoded, holds one of
+    ``stop``."""
+
+    def __init__(self, tokenizer, stop: Sequence[str], start: int):
+        self.tokenizer, self.stop, self.start = tokenizer, list(stop), start
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
 @torch.no_grad()
 def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temperature: float = 1.0,
                      top_p: float = 1.0, max_new_tokens: int | Callable[[dict], int] = 64, seed: int = 0,
-                     first_prompt: int = 0, batch_size: int = 64, desc: str | None = "sample") -> Samples:
+                     first_prompt: int = 0, batch_size: int = 64, stop: Sequence[str] = (),
+                     desc: str | None = "sample") -> Samples:
     """``n`` completions of each example's prompt (``examples`` as ``build_inputs`` takes them).
 
     Each prompt becomes ``n`` rows of the batch (``batch_size`` counts rows). ``temperature=0`` is greedy decoding
     (no noise, no warpers); otherwise logits are divided by ``temperature``, cut to the top-``top_p`` nucleus and
     sampled as the module docstring says. Rows are ordered by (task, number of images) so that a batch holds
     similar prompts; a callable ``max_new_tokens`` gives each example its budget and a batch runs to the largest
-    of its rows'. Generation stops at the tokenizer's end-of-turn (``eos``) token. ``desc=None`` hides the
+    of its rows'. Generation stops at the tokenizer's end-of-turn (``eos``) token and, given ``stop``, once the
+    decoded completion holds one of those strings (module docstring). ``desc=None`` hides the
     progress bar. Example ``i`` is prompt ``first_prompt + i`` of the seed's stream: a process's share of a larger
     batch draws what the whole batch draws.
     """
+    if any(not s for s in stop):
+        raise MMAlignError(f"sampling: a stop string is empty (stop={list(stop)!r})")
     if n < 1 or temperature < 0 or not 0 < top_p <= 1:
         raise MMAlignError(f"sampling: need n >= 1, temperature >= 0 and 0 < top_p <= 1 "
                            f"(got n={n}, temperature={temperature}, top_p={top_p})")
@@ -80,6 +103,7 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
     tokenizer = processor.tokenizer
     placeholders = placeholder_ids(processor)
     ids: list[list[list[int]]] = [[[] for _ in range(n)] for _ in examples]
+    stopped = [[False] * n for _ in examples]
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(rows), desc=desc, unit="sample", disable=desc is None)
@@ -87,17 +111,19 @@ def sample_responses(model, processor, examples: list[dict], *, n: int = 1, temp
         chunk = rows[start:start + batch_size]
         batch = [examples[i] for i, _ in chunk]
         inputs = build_inputs(processor, batch, for_generation=True).to(model.device)
+        prompt_len = inputs["input_ids"].shape[1]
+        criteria = StoppingCriteriaList([StopOnStrings(tokenizer, stop, prompt_len)] if stop else [])
         gen = model.generate(**inputs, do_sample=False, max_new_tokens=max(budget(e) for e in batch),
                              logits_processor=_warpers(temperature, top_p, chunk, seed, first_prompt, model.device),
+                             stopping_criteria=criteria,
                              suppress_tokens=placeholders or None,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        for (i, k), row in zip(chunk, gen[:, inputs["input_ids"].shape[1]:].tolist()):
-            ids[i][k] = _until_eos(row, tokenizer.eos_token_id)
+        for (i, k), row in zip(chunk, gen[:, prompt_len:].tolist()):
+            ids[i][k], stopped[i][k] = _until_stop(row, tokenizer, stop)
         bar.update(len(chunk))
     bar.close()
     model.train(was_training)
     texts = [[tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in ids]
-    stopped = [[bool(t) and t[-1] == tokenizer.eos_token_id for t in row] for row in ids]
     return Samples(texts=texts, token_ids=ids, stopped=stopped)
 
 
@@ -117,8 +143,15 @@ def _warpers(temperature: float, top_p: float, chunk: list[tuple[int, int]], see
     return LogitsProcessorList([TemperatureLogitsWarper(temperature), *nucleus, RowGumbelNoise(generators)])
 
 
-def _until_eos(row: list[int], eos: int) -> list[int]:
-    return row[:row.index(eos) + 1] if eos in row else row
+def _until_stop(row: list[int], tokenizer, stop: Sequence[str]) -> tuple[list[int], bool]:
+    """The generated ids up to the end-of-turn token or the first token whose decoded prefix holds a stop string
+    (the padding ``generate`` puts after a finished row dropped), and whether the completion stopped."""
+    eos = tokenizer.eos_token_id
+    row = row[:row.index(eos) + 1] if eos in row else row
+    for j in range(len(row) if stop else 0):
+        if any(s in tokenizer.decode(row[:j + 1], skip_special_tokens=True) for s in stop):
+            return row[:j + 1], True
+    return row, bool(row) and row[-1] == eos
 
 
 @torch.no_grad()

@@ -46,6 +46,8 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8        # also Dr.GRPO's constant and DAPO's L_max
+    stop: list[str] = field(default_factory=list)   # stop strings ("</answer>"): the completion keeps the tokens
+                                                    # that spell one and counts as stopped (models.generate)
     batch_size: int = 64           # rows per generate call and per no-gradient scoring forward
     packed: bool = True            # a prompt's completions behind one copy of it, in scoring and updates (rollout.py);
                                    # the plain rows' numbers, faster (docs/performance.md)
@@ -137,6 +139,8 @@ class RLConfig:
             raise ConfigError(f"eval.split must be one of {', '.join(SPLITS)}")
         if not self.rewards:
             raise ConfigError("rewards: name at least one reward function")
+        if any(not s for s in self.rollout.stop):
+            raise ConfigError(f"rollout.stop: a stop string is empty ({self.rollout.stop!r})")
         for name in self.rewards:
             if name not in REWARDS and name != REWARD_MODEL:
                 raise ConfigError(f"unknown reward '{name}' (known: {', '.join([*REWARDS, REWARD_MODEL])})")

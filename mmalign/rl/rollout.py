@@ -28,12 +28,12 @@ loss later scores the same rows with the same full forward, so the first update'
 Backends (``RolloutEngine``): an engine only draws token ids (``sample``); the old log-probs always come from the
 training policy (``score_rows``), so a backend cannot change what the loss sees. ``HFEngine`` samples with
 ``models.generate.sample_responses`` (Hugging Face ``generate`` with its KV cache, temperature and top-p, a seed per
-row, stop at end-of-turn). There is no vLLM backend yet: it needs the policy's weights pushed into the vLLM engine
-after every update, an API that differs between vLLM versions, and neither vLLM nor a GPU is here to test one. What
-it must do with the prompt: pass the chat-template *text* (``prompt_text``), which holds one unexpanded image
-placeholder per image, with the PIL images as ``multi_modal_data={"image": images}``; vLLM's own processor expands
-each placeholder into that image's tokens. Passing our processor's ``input_ids`` (already expanded) together with the
-images would expand them a second time.
+row, stop at end-of-turn or at a stop string). There is no vLLM backend yet: it needs the policy's weights pushed
+into the vLLM engine after every update, an API that differs between vLLM versions, and neither vLLM nor a GPU is
+here to test one. What it must do with the prompt: pass the chat-template *text* (``prompt_text``), which holds one
+unexpanded image placeholder per image, with the PIL images as ``multi_modal_data={"image": images}``; vLLM's own
+processor expands each placeholder into that image's tokens. Passing our processor's ``input_ids`` (already
+expanded) together with the images would expand them a second time.
 """
 from __future__ import annotations
 
@@ -118,11 +118,12 @@ class HFEngine:
     top_p: float = 1.0
     max_new_tokens: int = 16
     batch_size: int = 64
+    stop: tuple[str, ...] = ()     # stop strings: a completion ends with the token that spells one
 
     def sample(self, examples: list[dict], *, n: int, seed: int, first_prompt: int = 0) -> Samples:
         return sample_responses(self.model, self.processor, examples, n=n, temperature=self.temperature,
                                 top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed,
-                                first_prompt=first_prompt, batch_size=self.batch_size, desc=None)
+                                first_prompt=first_prompt, batch_size=self.batch_size, stop=self.stop, desc=None)
 
 
 def teacher_forced_inputs(processor, examples: list[dict], response_ids: torch.Tensor,

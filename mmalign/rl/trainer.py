@@ -137,7 +137,7 @@ class Experiences:
         self.rank, self.world_size = rank, world_size
         r = cfg.rollout
         self.engine = HFEngine(self.policy, processor, temperature=r.temperature, top_p=r.top_p,
-                               max_new_tokens=r.max_new_tokens, batch_size=r.batch_size)
+                               max_new_tokens=r.max_new_tokens, batch_size=r.batch_size, stop=tuple(r.stop))
         self.rewards = reward_functions(cfg)
 
     @property

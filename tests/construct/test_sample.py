@@ -117,6 +117,30 @@ def test_generation_stops_at_the_end_of_turn_token(stopping):
     assert out.lengths == [[len(ids) for ids in row] for row in out.token_ids]
 
 
+def test_stop_strings_end_a_completion_after_the_token_that_spells_them(models):
+    """Each row is its unstopped draw cut after the first token whose decoded prefix holds a stop string, and
+    counts as stopped; rows that never spell one are unchanged."""
+    model, processor = models["llava"]
+    tok = processor.tokenizer
+    free = sample(model, processor, examples(), n=4, max_new_tokens=8)
+    # a word the third token of one draw spells: some rows hold it, some do not
+    word = tok.decode(free.token_ids[0][0][2:3], skip_special_tokens=True).strip()
+    out = sample(model, processor, examples(), n=4, max_new_tokens=8, stop=[word])
+    cut = hit = 0
+    for ids, stop, full, full_stop in zip(*(sum(x, []) for x in (out.token_ids, out.stopped, free.token_ids,
+                                                                  free.stopped))):
+        spelled = [j for j in range(len(full)) if word in tok.decode(full[:j + 1], skip_special_tokens=True)]
+        if spelled:
+            assert ids == full[:spelled[0] + 1] and stop
+            cut += len(ids) < len(full)
+            hit += 1
+        else:
+            assert ids == full and stop == full_stop
+    assert hit and cut                                                  # the stop took effect somewhere
+    with pytest.raises(MMAlignError, match="stop string is empty"):
+        sample(model, processor, examples(), stop=[""])
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_placeholder_tokens_are_never_sampled(models, family):
     """A model biased hard towards its image (and video) placeholder tokens still samples none: a completion

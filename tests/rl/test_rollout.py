@@ -1,5 +1,6 @@
 """Rollouts on the shipped lab model and on tiny Qwen2-VL / Idefics3 models: the row layout, masks that end at the
-end-of-turn token, and old log-probs equal to the library's own teacher-forced scoring of the same text."""
+end-of-turn token (or at a stop string), and old log-probs equal to the library's own teacher-forced scoring of the
+same text."""
 from __future__ import annotations
 
 import pytest
@@ -86,6 +87,18 @@ def test_same_seed_same_rollout(rollout, lab, examples):
     torch.testing.assert_close(again.old_logps, rollout.old_logps, atol=1e-5, rtol=0)
     other = make_rollout(engine, model, processor, examples, group_size=3, seed=8, batch_size=9)
     assert other.texts != rollout.texts
+
+
+def test_a_stop_string_ends_a_row_with_the_token_that_spells_it(rollout, lab, examples):
+    model, processor = lab
+    word = rollout.texts[3].split()[1]              # a caption row runs to MAX_NEW tokens without a stop string
+    engine = HFEngine(model, processor, temperature=1.5, max_new_tokens=MAX_NEW, batch_size=4, stop=(word,))
+    stopped = make_rollout(engine, model, processor, examples, group_size=3, seed=7, batch_size=4)
+    n = int(stopped.lengths[3])
+    assert stopped.stopped[3] and n < MAX_NEW and stopped.texts[3].endswith(word)
+    assert not stopped.mask[3, n:].any()
+    assert stopped.response_ids[3, :n].tolist() == rollout.response_ids[3, :n].tolist()   # the same draw, cut
+    torch.testing.assert_close(stopped.old_logps[3, :n], rollout.old_logps[3, :n], atol=1e-5, rtol=0)
 
 
 def test_select_and_cat_keep_rows(rollout, lab):

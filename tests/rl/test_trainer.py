@@ -202,6 +202,7 @@ def test_configs_cover_the_methods():
     ("rewards={nope: 1.0}", "unknown reward"),
     ("train.batch_size=7", "not a multiple"),
     ("rollout.group_size=1", "group_size must be >= 2"),
+    ("rollout.stop=['</answer>', '']", "stop string is empty"),
 ])
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):

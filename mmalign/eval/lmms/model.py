@@ -66,12 +66,14 @@ class MMAlignLMM(lmms):
         for key, idx in groups.items():
             gen = json.loads(key)
             examples = self._examples([requests[i] for i in idx])
+            until = gen.get("until") or []
+            until = [until] if isinstance(until, str) else until
             samples = sample_responses(self.model, self.processor, examples, temperature=_temperature(gen),
                                        top_p=float(gen.get("top_p") or 1.0), batch_size=self.batch_size,
-                                       max_new_tokens=int(gen.get("max_new_tokens", 256)), desc="mmalign generate")
-            until = gen.get("until") or []
+                                       max_new_tokens=int(gen.get("max_new_tokens", 256)),
+                                       stop=[u for u in until if u], desc="mmalign generate")
             for i, texts in zip(idx, samples.texts):
-                out[i] = _cut(texts[0], [until] if isinstance(until, str) else until)
+                out[i] = _cut(texts[0], until)     # generation stopped at the string; lmms-eval drops it
         return out
 
     @torch.no_grad()

@@ -30,6 +30,7 @@ from mmalign.rl.rewards import (
     judge_reward,
     reward_model_reward,
     score_batch,
+    scorer_reward,
 )
 from mmalign.rl.shaping import (
     dynamic_sampling_mask,
@@ -41,4 +42,4 @@ from mmalign.rl.shaping import (
 __all__ = ["ADVANTAGES", "KL_ESTIMATORS", "POLICY_LOSSES", "REWARDS", "AdvantageSpec", "Advantages", "aggregate",
            "batched", "dynamic_sampling_mask", "fact_rlhf_rewards", "fact_rlhf_scores", "implicit_process_rewards",
            "judge_reward", "overlong_penalty", "ppo_clip", "prm_loss", "reward_model_reward", "score_batch",
-           "token_entropy", "value_loss"]
+           "scorer_reward", "token_entropy", "value_loss"]

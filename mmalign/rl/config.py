@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal
 
+from mmalign.construct.scorers.choice import ScorerConfig
 from mmalign.errors import ConfigError
 from mmalign.models.load import ModelConfig
 from mmalign.rl.advantages import ADVANTAGES
@@ -33,6 +34,7 @@ from mmalign.world.tasks import TASKS
 
 Setting = float | int | str | bool
 REWARD_MODEL = "reward_model"  # the reward that scores with the trained reward model in ``RLConfig.reward_model``
+SCORER = "scorer"              # the reward that scores with ``RLConfig.scorer`` (oracle, lab judge, external judge)
 # inputs the trainer computes, never settings
 ADVANTAGE_INPUTS = ("scores", "mask", "group_size", "values", "process_rewards", "kl", "kl_coef")
 LOSS_INPUTS = ("logps", "old_logps", "advantages", "mask", "ref_logps", "entropies", "kl_coef", "kl_estimator",
@@ -123,6 +125,7 @@ class RLConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"count_accuracy": 1.0})  # rewards.REWARDS -> weight
     reward_settings: dict[str, dict[str, Setting]] = field(default_factory=dict)        # a reward's keywords
     reward_model: str = ""         # a reward-model folder (`mmalign reward`): the reward "reward_model" scores with it
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)   # what the reward "scorer" scores with
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     eval: RLEvalConfig = field(default_factory=RLEvalConfig)
@@ -142,14 +145,15 @@ class RLConfig:
         if any(not s for s in self.rollout.stop):
             raise ConfigError(f"rollout.stop: a stop string is empty ({self.rollout.stop!r})")
         for name in self.rewards:
-            if name not in REWARDS and name != REWARD_MODEL:
-                raise ConfigError(f"unknown reward '{name}' (known: {', '.join([*REWARDS, REWARD_MODEL])})")
+            if name not in REWARDS and name not in (REWARD_MODEL, SCORER):
+                raise ConfigError(f"unknown reward '{name}' (known: {', '.join([*REWARDS, REWARD_MODEL, SCORER])})")
         if (REWARD_MODEL in self.rewards) != bool(self.reward_model):
             raise ConfigError(f"the reward '{REWARD_MODEL}' and the setting reward_model=<folder> go together "
                               f"(rewards: {sorted(self.rewards)}, reward_model: '{self.reward_model}')")
         for name, settings in self.reward_settings.items():
-            if name == REWARD_MODEL:
-                raise ConfigError(f"reward_settings.{name}: the reward model takes no settings")
+            if name in (REWARD_MODEL, SCORER):
+                raise ConfigError(f"reward_settings.{name}: '{name}' takes no settings here (set reward_model= or "
+                                  "scorer.*)")
             if name not in self.rewards:
                 raise ConfigError(f"reward_settings.{name}: '{name}' is not one of the rewards")
             check_settings(f"reward '{name}'", REWARDS[name], settings, ("completion", "example"))

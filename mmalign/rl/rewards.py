@@ -3,7 +3,9 @@
 ``example`` is a lab example (``mmalign.world.tasks``) or any dict with the same keys: ``answer`` (str), ``meta``
 (dict), and ``task`` for ``lab_accuracy``. ``REWARDS`` maps names to these per-completion functions; ``batched``
 lifts one to a batch reward ``(completions, examples) -> list[float]``, ``reward_model_reward`` and ``judge_reward``
-wrap a model callable as one, and ``score_batch`` adds weighted batch rewards while keeping each one for logging.
+wrap a model callable as one, ``scorer_reward`` a data-construction scorer (the oracle, the lab judge, an external
+judge: ``mmalign.construct.scorers``), and ``score_batch`` adds weighted batch rewards while keeping each one for
+logging.
 
 Answer extraction (``extract_answer``), shared by every answer reward: the content of the first complete
 ``<answer>...</answer>`` block when there is one; otherwise, if the text uses any of the tags ``<think>``,
@@ -15,6 +17,8 @@ fractions, exponents or number words.
 """
 from __future__ import annotations
 
+import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -223,6 +227,35 @@ def judge_reward(judge: Callable[[Sequence[str], Sequence[dict]], Sequence[str |
         if len(verdicts) != len(completions):
             raise ValueError(f"judge returned {len(verdicts)} verdicts for {len(completions)} completions")
         return [parse_rating(v, max_score=max_score) for v in verdicts]
+    return reward
+
+
+def scorer_reward(scorer: Callable[[dict, list[str]], object]) -> BatchReward:
+    """A data-construction scorer (``mmalign.construct.scorers``: ``scorer(example, responses) -> Scores | list``)
+    as a batch reward. Consecutive rows that share an example (a group's completions) are scored in one call, as
+    when sampled pairs are labelled. A completion the scorer could not score (NaN: a judge reply that did not
+    parse) gets the mean of its group's scored completions, so it carries no advantage within the group; a group
+    with none scored gets 0. Each batch with such completions logs a warning with their count."""
+    from mmalign.construct.scorers import Scores
+
+    def reward(completions: Sequence[str], examples: Sequence[dict]) -> list[float]:
+        out, unscored, start = [], 0, 0
+        while start < len(examples):
+            end = start + 1
+            while end < len(examples) and examples[end] is examples[start]:
+                end += 1
+            values = Scores.of(scorer(examples[start], list(completions[start:end]))).values
+            if len(values) != end - start:
+                raise ValueError(f"scorer returned {len(values)} scores for {end - start} completions")
+            scored = [float(v) for v in values if not math.isnan(v)]
+            fill = sum(scored) / len(scored) if scored else 0.0
+            unscored += end - start - len(scored)
+            out += [fill if math.isnan(v) else float(v) for v in values]
+            start = end
+        if unscored:
+            logging.getLogger(__name__).warning("scorer: %d of %d completions could not be scored and got their "
+                                                "group's mean", unscored, len(completions))
+        return out
     return reward
 
 

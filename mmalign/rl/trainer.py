@@ -57,10 +57,10 @@ from mmalign.errors import MMAlignError
 from mmalign.models.generate import row_seed
 from mmalign.models.load import load_model
 from mmalign.rl.advantages import ADVANTAGES
-from mmalign.rl.config import REWARD_MODEL, RLConfig, loop_config, loss_agg, rows, updates_per_rollout
+from mmalign.rl.config import REWARD_MODEL, SCORER, RLConfig, loop_config, loss_agg, rows, updates_per_rollout
 from mmalign.rl.kl import KL_ESTIMATORS
 from mmalign.rl.policy_losses import POLICY_LOSSES, value_loss
-from mmalign.rl.rewards import REWARDS, batched, reward_model_reward, score_batch
+from mmalign.rl.rewards import REWARDS, batched, reward_model_reward, score_batch, scorer_reward
 from mmalign.rl.rollout import (
     HFEngine,
     Rollout,
@@ -109,9 +109,13 @@ def micro_units(agg: str, mask: torch.Tensor) -> float:
 
 
 def reward_functions(cfg: RLConfig) -> dict:
-    """The config's batch rewards by name; ``reward_model`` is the reward-model folder's scorer (loaded once)."""
+    """The config's batch rewards by name; ``reward_model`` is the reward-model folder's scorer (loaded once),
+    ``scorer`` the data-construction scorer ``cfg.scorer`` names."""
     out = {name: batched(REWARDS[name], **cfg.reward_settings.get(name, {})) for name in cfg.rewards
-           if name != REWARD_MODEL}
+           if name not in (REWARD_MODEL, SCORER)}
+    if SCORER in cfg.rewards:
+        from mmalign.construct.scorers.choice import build_scorer
+        out[SCORER] = scorer_reward(build_scorer(cfg.scorer))
     if REWARD_MODEL in cfg.rewards:
         from mmalign.reward.score import load_reward_model
         scorer = load_reward_model(cfg.reward_model, batch_size=cfg.rollout.batch_size)

@@ -1,5 +1,5 @@
 """Reward functions on edge cases: answer tags, malformed formats, missing numbers, box parsing and rescaling, lab
-ground truth (counts, POPE yes/no, CHAIR), Fact-RLHF's correctness bonus, and the batch wrappers."""
+ground truth (counts, POPE yes/no, CHAIR), Fact-RLHF's correctness bonus, and the batch wrappers (a scorer's NaN gets its group's mean)."""
 from __future__ import annotations
 
 import inspect
@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from mmalign.construct.scorers import Scores, make_scorer
+from mmalign.eval.lab_judge import rate
 from mmalign.rl import rewards as R
 from mmalign.world.scenes import WorldConfig
 from mmalign.world.tasks import make_example
@@ -238,3 +240,26 @@ def test_judge_reward():
     assert R.judge_reward(lambda c, e: ["4"], max_score=5)(["."], [{}]) == [0.8]
     with pytest.raises(ValueError, match="2 verdicts for 1"):
         R.judge_reward(lambda c, e: [1, 2])(["."], [{}])
+
+
+def test_scorer_reward_scores_a_group_at_once_and_gives_the_unscored_its_group_mean(caplog):
+    a, b, c = {"x": 1}, {"x": 2}, {"x": 2}
+    calls = []
+
+    def scorer(example, responses):
+        calls.append((example["x"], responses))
+        return Scores([1.0, float("nan"), 4.0]) if example is a else [float("nan")] * len(responses)
+
+    reward = R.scorer_reward(scorer)
+    assert reward(["p", "q", "r", "s", "t", "u"], [a, a, a, b, b, c]) == [1.0, 2.5, 4.0, 0.0, 0.0, 0.0]
+    assert calls == [(1, ["p", "q", "r"]), (2, ["s", "t"]), (2, ["u"])]   # c equals b but is another prompt
+    assert "4 of 6 completions could not be scored" in caplog.text
+    with pytest.raises(ValueError, match="1 scores for 2"):
+        R.scorer_reward(lambda e, r: [1.0])(["p", "q"], [a, a])
+
+
+def test_scorer_reward_of_the_lab_judge_is_its_rating():
+    ex = make_example(WorldConfig(), "caption", "val", 0)
+    captions = [ex["response"], "a red circle and a blue star .", "nothing"]
+    assert R.scorer_reward(make_scorer("lab_judge"))(captions, [ex] * 3) == [rate(ex, t) for t in captions]
+    assert rate(ex, ex["response"]) == 10.0 and rate(ex, "nothing") == 1.0

@@ -203,7 +203,17 @@ def test_configs_cover_the_methods():
     ("train.batch_size=7", "not a multiple"),
     ("rollout.group_size=1", "group_size must be >= 2"),
     ("rollout.stop=['</answer>', '']", "stop string is empty"),
+    ("scorer.name=reward_model", "needs scorer.reward_model"),
 ])
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(RLConfig, None, [override])
+
+
+def test_a_data_construction_scorer_is_a_reward(tmp_path):
+    """``rewards: {scorer: w}`` scores with ``scorer.*``: the lab oracle on counting is the evaluation's own
+    correctness, so it logs what ``lab_accuracy`` logs (weighted 0 here, for the comparison only)."""
+    run_rl(rl_cfg(tmp_path, "rewards={scorer: 1.0, lab_accuracy: 0.0}", "scorer.name=oracle"))
+    recs = metrics(tmp_path / "out")
+    assert len(recs) == 2 and all(r["reward/scorer"] == r["reward/lab_accuracy"] == r["reward"] for r in recs)
+    assert {r["reward/scorer"] for r in recs} - {0.0, 1.0}             # some groups right, some wrong

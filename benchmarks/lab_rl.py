@@ -53,6 +53,10 @@ CAPTION_FIGURES = [
 DEMOS = {
     "count": ("configs/rl/grpo_count.yaml", None, [("counting accuracy", "eval/count/accuracy", False)] + [
         (f"… on scenes of {k} object{'s' * (k > 1)}", f"by_count/{k}", False) for k in range(1, 5)]),
+    "count_mix": ("configs/rl/grpo_count_mix.yaml", None, [
+        ("counting accuracy", "eval/count/accuracy", False), ("colour accuracy", "eval/colour/accuracy", False),
+        ("existence accuracy (POPE random)", "eval/exist/random/accuracy", False),
+        ("arithmetic accuracy", "eval/arithmetic/accuracy", False)]),
     "arithmetic": ("configs/rl/grpo_arithmetic.yaml", None, [
         ("arithmetic accuracy", "eval/arithmetic/accuracy", False)]),
     "ground": ("configs/rl/grpo_ground.yaml", None, [

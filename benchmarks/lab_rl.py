@@ -49,10 +49,13 @@ CAPTION_FIGURES = [
     ("reward-model score (proxy)", "eval/reward", False), ("CHAIR-i", "eval/caption/chair_i", True),
     ("CHAIR-s", "eval/caption/chair_s", True), ("caption recall", "eval/caption/recall", False),
     ("partner mentions / mentions", "split/partner", True), ("other absent mentions / mentions", "split/other", True)]
+COUNT_FIGURES = [("counting accuracy", "eval/count/accuracy", False)] + [
+    (f"… on scenes of {k} object{'s' * (k > 1)}", f"by_count/{k}", False) for k in range(1, 5)]
 # name -> (RL config, reward-model config or None, [(label, eval key, lower is better)])
 DEMOS = {
-    "count": ("configs/rl/grpo_count.yaml", None, [("counting accuracy", "eval/count/accuracy", False)] + [
-        (f"… on scenes of {k} object{'s' * (k > 1)}", f"by_count/{k}", False) for k in range(1, 5)]),
+    "count": ("configs/rl/grpo_count.yaml", None, COUNT_FIGURES),
+    **{name: (f"configs/rl/{name}.yaml", None, COUNT_FIGURES) for name in ("dapo_count", "rloo_count",
+                                                                          "reinforce_pp_count")},
     "count_mix": ("configs/rl/grpo_count_mix.yaml", None, [
         ("counting accuracy", "eval/count/accuracy", False), ("colour accuracy", "eval/colour/accuracy", False),
         ("existence accuracy (POPE random)", "eval/exist/random/accuracy", False),
@@ -151,7 +154,7 @@ def run(demo: str, seed: int, out: Path, model: str = "") -> dict:
         ev["before"] |= {f"split/{k}": v for k, v in hallucination_split(cfg.model.path, out / "base-split.json").items()}
         ev["after"] |= {f"split/{k}": v for k, v in hallucination_split(str(folder / "model"),
                                                                       folder / "split.json").items()}
-    if demo == "count":
+    if DEMOS[demo][2] is COUNT_FIGURES:
         ev["before"] |= count_split(cfg.model.path, out / "base-count.json")
         ev["after"] |= count_split(str(folder / "model"), folder / "count.json")
     return {"before": ev["before"], "after": ev["after"], "curve": curve}

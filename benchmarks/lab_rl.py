@@ -64,6 +64,9 @@ DEMOS = {
         ("arithmetic accuracy", "eval/arithmetic/accuracy", False)]),
     "ground": ("configs/rl/grpo_ground.yaml", None, [
         ("grounding mIoU", "eval/ground/miou", False), ("grounding acc@0.5", "eval/ground/acc@0.5", False)]),
+    "judge_caption": ("configs/rl/grpo_judge_caption.yaml", None, [
+        ("lab judge rating (the reward)", "eval/reward", False), ("CHAIR-i", "eval/caption/chair_i", True),
+        ("CHAIR-s", "eval/caption/chair_s", True), ("caption recall", "eval/caption/recall", False)]),
     "rm_caption": ("configs/rl/grpo_rm_caption.yaml", "configs/reward/lab.yaml", CAPTION_FIGURES),
     "rm_swap_caption": ("configs/rl/grpo_rm_caption.yaml", "configs/reward/lab_swap.yaml", CAPTION_FIGURES),
     "ppo_rm_swap_caption": ("configs/rl/ppo_rm_caption.yaml", "configs/reward/lab_swap.yaml", CAPTION_FIGURES),

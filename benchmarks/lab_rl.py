@@ -5,8 +5,8 @@
 Demonstrations (``DEMOS``): GRPO with verifiable rewards on counting (figures split by the true count,
 ``count_split``), visual arithmetic and grounding, and GRPO on captions against a trained reward model
 (``mmalign reward``, trained once here): the lab's reward model (``configs/reward/lab.yaml``) and one trained with
-swap pairs as well (``configs/reward/lab_swap.yaml``). Each reward model's held-out pairwise accuracy, on the lab's
-test pairs and on test swap pairs, is reported beside it. ``--model`` starts every run (and the reward models) from
+swap pairs as well (``configs/reward/lab_swap.yaml``), or against the lab judge's rating (``judge_caption``). Each
+reward model's held-out pairwise accuracy, on the lab's test pairs and on test swap pairs, is reported beside it. ``--model`` starts every run (and the reward models) from
 another base: the counting figures in docs/rl_count.md start from ``configs/base/few_counts.yaml``'s.
 
 A seed changes the sampling seeds and the minibatch order (``train.seed``); the prompts are the same stream. Each run

@@ -3,11 +3,12 @@
     python benchmarks/lab_rl.py --demos arithmetic,ground,rm_caption,rm_swap_caption --seeds 0,1,2 --out runs/lab_rl
 
 Demonstrations (``DEMOS``): GRPO with verifiable rewards on counting (figures split by the true count,
-``count_split``), visual arithmetic and grounding, and GRPO on captions against a trained reward model
-(``mmalign reward``, trained once here): the lab's reward model (``configs/reward/lab.yaml``) and one trained with
-swap pairs as well (``configs/reward/lab_swap.yaml``), or against the lab judge's rating (``judge_caption``). Each
-reward model's held-out pairwise accuracy, on the lab's test pairs and on test swap pairs, is reported beside it. ``--model`` starts every run (and the reward models) from
-another base: the counting figures in docs/rl_count.md start from ``configs/base/few_counts.yaml``'s.
+``count_split``), visual arithmetic and grounding, and GRPO on captions against a trained reward model (``mmalign
+reward``, trained once here): the lab's reward model (``configs/reward/lab.yaml``) and one trained with swap pairs
+as well (``configs/reward/lab_swap.yaml``), or against the lab judge's rating (``judge_caption``). Each reward
+model's held-out pairwise accuracy, on the lab's test pairs and on test swap pairs, is reported beside it.
+``--model`` starts every run (and the reward models) from another base: the counting figures in docs/rl_count.md
+start from ``configs/base/few_counts.yaml``'s.
 
 A seed changes the sampling seeds and the minibatch order (``train.seed``); the prompts are the same stream. Each run
 evaluates greedy answers on held-out val prompts before, every ``train.eval_every`` RL steps, and after

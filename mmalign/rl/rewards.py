@@ -27,6 +27,7 @@ import torch
 from mmalign.world.scoring import caption_scores, iou, score_example
 from mmalign.world.scoring import exact_match as lab_exact_match
 
+log = logging.getLogger(__name__)
 BatchReward = Callable[[Sequence[str], Sequence[dict]], list[float]]
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -253,8 +254,8 @@ def scorer_reward(scorer: Callable[[dict, list[str]], object]) -> BatchReward:
             out += [fill if math.isnan(v) else float(v) for v in values]
             start = end
         if unscored:
-            logging.getLogger(__name__).warning("scorer: %d of %d completions could not be scored and got their "
-                                                "group's mean", unscored, len(completions))
+            log.warning("scorer: %d of %d completions could not be scored and got their group's mean", unscored,
+                        len(completions))
         return out
     return reward
 
